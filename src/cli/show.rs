@@ -1,0 +1,77 @@
+//! `xp show`: everything recorded about one run.
+
+use std::io::Write;
+
+use super::{Context, Format, Result, exit, table};
+use crate::manifest::layers::flatten;
+use crate::sweep;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The run: run-N, N, or a prefix of its content key.
+    run: String,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<u8> {
+    let store = ctx.open_existing_store()?;
+    let r = store.run(&args.run)?;
+    let mut out = std::io::stdout().lock();
+    if args.format != Format::Table {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&r).expect("serializes")
+        )?;
+        return Ok(exit::OK);
+    }
+    writeln!(out, "{}  {}  ({})", r.name(), r.status, r.experiment)?;
+    let dirty = match r.git_dirty {
+        Some(true) => " (dirty)",
+        _ => "",
+    };
+    let facts = [
+        ("key", Some(r.key.clone())),
+        ("step", Some(format!("{}/{}", r.step, r.steps_total))),
+        (
+            "manifest",
+            Some(format!(
+                "{} (blake3 {})",
+                r.manifest_path,
+                &r.manifest_digest[..12.min(r.manifest_digest.len())]
+            )),
+        ),
+        ("created", Some(r.created_at.clone())),
+        ("started", r.started_at.clone()),
+        ("finished", r.finished_at.clone()),
+        ("host", r.host.clone()),
+        ("git", r.git_commit.as_ref().map(|c| format!("{c}{dirty}"))),
+        ("xp", r.provenance["xp_version"].as_str().map(String::from)),
+        ("backend", r.backend.clone()),
+        ("adapter", r.adapter.clone()),
+        (
+            "params",
+            r.spec["params"].as_u64().map(|p| super::si(p as f64)),
+        ),
+        ("error", r.error.clone()),
+    ];
+    for (name, value) in facts {
+        if let Some(v) = value {
+            writeln!(out, "  {name:<9} {v}")?;
+        }
+    }
+    let config = flatten(&r.spec["config"]);
+    let origins = &r.provenance["origins"];
+    let mut t = table(vec!["setting".into(), "value".into(), "from".into()]);
+    for (key, value) in config {
+        let from = origins
+            .get(&key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        t.add_row(vec![key, sweep::short(&value), from]);
+    }
+    writeln!(out, "{t}")?;
+    Ok(exit::OK)
+}

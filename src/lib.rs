@@ -1,0 +1,7 @@
+//! xp: manifest → validated plan → queue → trainer → store → reports.
+
+pub mod cli;
+pub mod data;
+pub mod manifest;
+pub mod store;
+pub mod sweep;

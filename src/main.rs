@@ -1,0 +1,5 @@
+//! The `xp` binary; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    xp::cli::main()
+}

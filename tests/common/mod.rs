@@ -1,0 +1,63 @@
+//! Helpers shared by the integration tests: run the real `xp` binary and tidy its output.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// The repository root (integration tests run with it as the working directory).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An `xp` command with a clean environment: no colour, no `XP_…` settings of the caller,
+/// and the given store.
+pub fn xp(db: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("xp").expect("the xp binary is built for tests");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("XP_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(repo())
+        .env("NO_COLOR", "1")
+        .env("XP_DB", db);
+    cmd
+}
+
+/// Exit code, stdout and stderr of a finished command.
+pub fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("xp starts");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Insta settings that hide what differs between machines: the repository path,
+/// temporary folders, timestamps, host names and durations.
+pub fn settings(temp: Option<&Path>) -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(&regex_escape(&repo().display().to_string()), "[REPO]");
+    if let Some(t) = temp {
+        s.add_filter(&regex_escape(&t.display().to_string()), "[TMP]");
+    }
+    s.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]");
+    s.add_filter(r"\b\d+(\.\d+)?\s?(ms|s)\b", "[DURATION]");
+    s.set_prepend_module_to_snapshot(false);
+    s
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}

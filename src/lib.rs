@@ -2,6 +2,8 @@
 
 pub mod cli;
 pub mod data;
+pub mod exec;
 pub mod manifest;
 pub mod store;
 pub mod sweep;
+pub mod train;

@@ -6,6 +6,7 @@ mod plan;
 mod profiles;
 mod run;
 mod runs;
+mod sample;
 mod schema;
 mod show;
 mod status;
@@ -69,6 +70,8 @@ enum Command {
     Runs(runs::Args),
     /// Everything recorded about one run.
     Show(show::Args),
+    /// Generate text from a run's checkpoint.
+    Sample(sample::Args),
     /// Print the manifest JSON schema.
     Schema(schema::Args),
     /// List hardware profiles and the one `auto` picks here.
@@ -146,6 +149,7 @@ pub fn main() -> ExitCode {
         Command::Compare(a) => compare::run(a, &ctx),
         Command::Runs(a) => runs::run(a, &ctx),
         Command::Show(a) => show::run(a, &ctx),
+        Command::Sample(a) => sample::run(a, &ctx),
         Command::Schema(a) => schema::run(a, &ctx),
         Command::Profiles(a) => profiles::run(a, &ctx),
         Command::Completions(a) => completions::run(a, &ctx),

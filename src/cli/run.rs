@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{Context, Result, exit, load_and_plan};
+use super::{Context, Result, exit, load_and_plan, si};
+use crate::exec;
 use crate::manifest::layers;
-use crate::store::Provenance;
+use crate::store::{Provenance, RunFilter, RunRow};
 use crate::sweep::{self, Plan};
+use crate::train::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,6 +22,55 @@ pub struct Args {
     /// Only queue the runs; do not train.
     #[arg(long)]
     queue_only: bool,
+    /// Stop the queue at the first failed run.
+    #[arg(long)]
+    fail_fast: bool,
+}
+
+/// Plain progress lines on stderr.
+struct Lines {
+    total: usize,
+}
+
+impl exec::Observer for Lines {
+    fn run_started(&mut self, run: &RunRow, index: usize, backend: &str, adapter: &str) {
+        eprintln!(
+            "[{index}/{}] {} started on {backend} ({adapter})",
+            self.total,
+            run.name()
+        );
+    }
+
+    fn progress(&mut self, run: &RunRow, p: &Progress) {
+        let mut line = format!("{} step {}/{}", run.name(), p.step, p.steps);
+        if let Some(l) = p.train_loss {
+            line.push_str(&format!("  loss {l:.4}"));
+        }
+        if let Some(v) = p.val_loss {
+            line.push_str(&format!("  val {v:.4}"));
+        }
+        if let Some(s) = p.tokens_per_s {
+            line.push_str(&format!("  {} tok/s", si(s.round())));
+        }
+        eprintln!("{line}");
+    }
+
+    fn run_finished(&mut self, run: &RunRow, outcome: &exec::Outcome) {
+        match outcome {
+            exec::Outcome::Completed(s) => eprintln!(
+                "{} completed: best val loss {} in {:.1} s",
+                run.name(),
+                s.best_val_loss
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "—".into()),
+                s.wall_s
+            ),
+            exec::Outcome::Failed(e) => eprintln!("{} failed: {e}", run.name()),
+            exec::Outcome::Interrupted(step) => {
+                eprintln!("{} interrupted at step {step}", run.name())
+            }
+        }
+    }
 }
 
 /// Per run, which layer gave each setting (swept settings say so).
@@ -86,5 +137,32 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     if args.queue_only {
         return Ok(exit::OK);
     }
-    Ok(exit::OK)
+    out.flush()?;
+    let pending = store
+        .runs(&RunFilter {
+            experiment: Some(plan.experiment.name.clone()),
+            status: None,
+        })?
+        .iter()
+        .filter(|r| r.status == "queued" || r.status == "interrupted")
+        .count();
+    let mut observer = Lines { total: pending };
+    let report = exec::execute(
+        &mut store,
+        &plan.experiment.name,
+        &plan.runs,
+        &loaded.base_dir(),
+        args.fail_fast,
+        &mut observer,
+    )?;
+    writeln!(
+        out,
+        "experiment {}: {} completed, {} failed, {} interrupted",
+        plan.experiment.name, report.completed, report.failed, report.interrupted
+    )?;
+    Ok(if report.failed > 0 {
+        exit::FAILURE
+    } else {
+        exit::OK
+    })
 }

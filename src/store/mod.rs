@@ -445,6 +445,285 @@ impl Store {
     }
 }
 
+/// A checkpoint as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointRow {
+    pub step: i64,
+    pub path: String,
+    pub bytes: i64,
+    pub blake3: String,
+    pub val_loss: Option<f64>,
+}
+
+/// A run's summary metrics.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SummaryRow {
+    pub best_val_loss: Option<f64>,
+    pub final_val_loss: Option<f64>,
+    pub final_train_loss: Option<f64>,
+    pub median_tokens_per_s: Option<f64>,
+    pub wall_s: Option<f64>,
+    pub params: Option<i64>,
+}
+
+impl Store {
+    /// Atomically takes the next queued (or interrupted) run of an experiment, in plan order,
+    /// and marks it running for this process; `None` when nothing is left.
+    pub fn claim_next(&mut self, experiment: &str, host: Option<&str>) -> Result<Option<RunRow>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT r.id FROM runs r JOIN experiment_runs er ON er.run_id = r.id
+                 JOIN experiments e ON e.id = er.experiment_id
+                 WHERE e.name = ?1 AND r.status IN ('queued', 'interrupted')
+                 ORDER BY er.plan_index LIMIT 1",
+                [experiment],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else { return Ok(None) };
+        let stamp = now();
+        tx.execute(
+            "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2), heartbeat_at = ?2,
+                 pid = ?3, host = ?4, error = NULL WHERE id = ?1",
+            params![id, stamp, std::process::id() as i64, host],
+        )?;
+        tx.commit()?;
+        Ok(Some(self.run(&id.to_string())?))
+    }
+
+    /// Records the device a run got.
+    pub fn set_device(&self, id: i64, backend: &str, adapter: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET backend = ?2, adapter = ?3 WHERE id = ?1",
+            params![id, backend, adapter],
+        )?;
+        Ok(())
+    }
+
+    /// Marks progress and liveness.
+    pub fn heartbeat(&self, id: i64, step: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET step = ?2, heartbeat_at = ?3 WHERE id = ?1",
+            params![id, step as i64, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Ends a run in `status` (completed, failed, interrupted, cancelled), with its error.
+    pub fn finish(&self, id: i64, status: &str, error: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET status = ?2, error = ?3, finished_at = ?4, heartbeat_at = ?4 WHERE id = ?1",
+            params![id, status, error, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_summary(&self, id: i64, s: &SummaryRow) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO summaries (run_id, best_val_loss, final_val_loss, final_train_loss, median_tokens_per_s, wall_s, params)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(run_id) DO UPDATE SET best_val_loss = excluded.best_val_loss,
+                final_val_loss = excluded.final_val_loss, final_train_loss = excluded.final_train_loss,
+                median_tokens_per_s = excluded.median_tokens_per_s, wall_s = excluded.wall_s, params = excluded.params",
+            params![id, s.best_val_loss, s.final_val_loss, s.final_train_loss, s.median_tokens_per_s, s.wall_s, s.params],
+        )?;
+        Ok(())
+    }
+
+    pub fn summary(&self, id: i64) -> Result<Option<SummaryRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT best_val_loss, final_val_loss, final_train_loss, median_tokens_per_s, wall_s, params
+                 FROM summaries WHERE run_id = ?1",
+                [id],
+                |r| {
+                    Ok(SummaryRow {
+                        best_val_loss: r.get(0)?,
+                        final_val_loss: r.get(1)?,
+                        final_train_loss: r.get(2)?,
+                        median_tokens_per_s: r.get(3)?,
+                        wall_s: r.get(4)?,
+                        params: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Registers a checkpoint and applies retention: the `keep_last` newest and, if asked, the
+    /// best by validation loss survive. Returns the folders of the ones dropped, to delete.
+    pub fn add_checkpoint(
+        &mut self,
+        id: i64,
+        c: &CheckpointRow,
+        keep_last: usize,
+        keep_best: bool,
+    ) -> Result<Vec<PathBuf>> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO checkpoints (run_id, step, path, bytes, blake3, val_loss, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(run_id, step) DO UPDATE SET path = excluded.path, bytes = excluded.bytes,
+                blake3 = excluded.blake3, val_loss = coalesce(excluded.val_loss, val_loss)",
+            params![id, c.step, c.path, c.bytes, c.blake3, c.val_loss, now()],
+        )?;
+        let all: Vec<(i64, String, Option<f64>)> = {
+            let mut stmt = tx.prepare(
+                "SELECT step, path, val_loss FROM checkpoints WHERE run_id = ?1 ORDER BY step DESC",
+            )?;
+            stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let best = all
+            .iter()
+            .filter_map(|(step, _, v)| v.map(|v| (*step, v)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(step, _)| step);
+        let mut dropped = Vec::new();
+        for (i, (step, path, _)) in all.iter().enumerate() {
+            if i < keep_last.max(1) || (keep_best && Some(*step) == best) {
+                continue;
+            }
+            tx.execute(
+                "DELETE FROM checkpoints WHERE run_id = ?1 AND step = ?2",
+                params![id, step],
+            )?;
+            dropped.push(PathBuf::from(path));
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+
+    /// A run's checkpoints, oldest first.
+    pub fn checkpoints(&self, id: i64) -> Result<Vec<CheckpointRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT step, path, bytes, blake3, val_loss FROM checkpoints WHERE run_id = ?1 ORDER BY step",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            Ok(CheckpointRow {
+                step: r.get(0)?,
+                path: r.get(1)?,
+                bytes: r.get(2)?,
+                blake3: r.get(3)?,
+                val_loss: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Removes a run's metrics after `step` (they are recorded again when it resumes from there).
+    pub fn truncate_metrics(&self, id: i64, step: i64) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM metrics WHERE run_id = ?1 AND step > ?2",
+            params![id, step],
+        )?)
+    }
+
+    /// One metric's values for a run: (step, value), by step.
+    pub fn metric(&self, id: i64, name: &str) -> Result<Vec<(i64, f64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT m.step, m.value FROM metrics m JOIN metric_names n ON n.id = m.name_id
+             WHERE m.run_id = ?1 AND n.name = ?2 ORDER BY m.step",
+        )?;
+        let rows = stmt.query_map(params![id, name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// Writes metric rows in batched transactions on its own connection and thread, so that the
+/// training loop never waits for the disk.
+pub struct MetricWriter {
+    tx: Option<std::sync::mpsc::Sender<(i64, Vec<(u64, String, f64, u64)>)>>,
+    handle: Option<std::thread::JoinHandle<Result<u64>>>,
+}
+
+impl MetricWriter {
+    pub fn open(path: &Path) -> Result<MetricWriter> {
+        let store = Store::open_existing(path)?;
+        let (tx, rx) = std::sync::mpsc::channel::<(i64, Vec<(u64, String, f64, u64)>)>();
+        let handle = std::thread::spawn(move || -> Result<u64> {
+            let mut conn = store.conn;
+            let mut names: std::collections::HashMap<String, i64> =
+                std::collections::HashMap::new();
+            let mut written = 0;
+            while let Ok(first) = rx.recv() {
+                // Whatever else is waiting goes into the same transaction.
+                let mut batches = vec![first];
+                batches.extend(rx.try_iter());
+                let t = conn.transaction()?;
+                {
+                    let mut insert = t.prepare_cached(
+                        "INSERT OR REPLACE INTO metrics (run_id, name_id, step, value, t_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?;
+                    for (run, rows) in batches {
+                        for (step, name, value, t_ms) in rows {
+                            let name_id = match names.get(&name) {
+                                Some(id) => *id,
+                                None => {
+                                    t.execute(
+                                        "INSERT OR IGNORE INTO metric_names (name) VALUES (?1)",
+                                        [&name],
+                                    )?;
+                                    let id: i64 = t.query_row(
+                                        "SELECT id FROM metric_names WHERE name = ?1",
+                                        [&name],
+                                        |r| r.get(0),
+                                    )?;
+                                    names.insert(name, id);
+                                    id
+                                }
+                            };
+                            insert.execute(params![
+                                run,
+                                name_id,
+                                step as i64,
+                                value,
+                                t_ms as i64
+                            ])?;
+                            written += 1;
+                        }
+                    }
+                }
+                t.commit()?;
+            }
+            Ok(written)
+        });
+        Ok(MetricWriter {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    pub fn send(&self, run: i64, rows: Vec<(u64, String, f64, u64)>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((run, rows));
+        }
+    }
+
+    /// Waits until every row sent so far is committed; returns how many were written.
+    pub fn close(mut self) -> Result<u64> {
+        self.tx.take();
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(Error::Sqlite(rusqlite::Error::ExecuteReturnedResults)),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for MetricWriter {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,12 @@
 //! Validated run specs: the resolved config of one run, its content key and its estimates.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::manifest::{Config, Precision, Unit};
 
 /// One run, fully resolved: the only kind of run the executor accepts.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunSpec {
     /// Position in the plan (0-based).
     pub index: usize,
@@ -23,7 +23,7 @@ pub struct RunSpec {
     /// Tokens the run trains on: steps × batch_size × grad_accum × block_size.
     pub tokens: u64,
     /// Index of the run's layer stack in `Plan::layer_sets`.
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub layers: usize,
 }
 
@@ -73,7 +73,7 @@ pub fn param_count(config: &Config, vocab: usize) -> u64 {
     );
     let h = m.ffn.hidden_mult as u64 * d;
     let b = u64::from(m.bias);
-    let layer_norm = 2 * d;
+    let layer_norm = d + b * d;
     let attention = 4 * d * d + b * 4 * d;
     let ffn = match m.ffn.unit {
         Unit::Mlp => 2 * d * h + b * (h + d),
@@ -92,7 +92,7 @@ pub fn param_count(config: &Config, vocab: usize) -> u64 {
 }
 
 /// Estimated training memory of one run, in bytes.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Memory {
     pub weights: u64,
     pub grads: u64,

@@ -1,0 +1,85 @@
+//! `xp sample`: generate text from a run's checkpoint.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::{Context, Error, Result, exit};
+use crate::sweep::RunSpec;
+use crate::train;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The run: run-N, N, or a prefix of its content key.
+    run: String,
+    /// Text to continue.
+    #[arg(long, default_value = "\n")]
+    prompt: String,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 300)]
+    tokens: usize,
+    /// Softmax temperature; 0 takes the most likely token.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f64,
+    /// Sample among the k most likely tokens only.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// `best` (lowest validation loss), `last`, or a step number.
+    #[arg(long, default_value = "best")]
+    checkpoint: String,
+    #[arg(long, default_value_t = 1337)]
+    seed: u64,
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<u8> {
+    let store = ctx.open_existing_store()?;
+    let run = store.run(&args.run)?;
+    let checkpoints = store.checkpoints(run.id)?;
+    let chosen = match args.checkpoint.as_str() {
+        "last" => checkpoints.last(),
+        "best" => checkpoints
+            .iter()
+            .filter(|c| c.val_loss.is_some())
+            .min_by(|a, b| {
+                a.val_loss
+                    .unwrap_or(f64::INFINITY)
+                    .total_cmp(&b.val_loss.unwrap_or(f64::INFINITY))
+            })
+            .or(checkpoints.last()),
+        step => match step.parse::<i64>() {
+            Ok(s) => checkpoints.iter().find(|c| c.step == s),
+            Err(_) => {
+                return Err(Error::Usage(format!(
+                    "--checkpoint takes best, last or a step number, not `{step}`"
+                )));
+            }
+        },
+    };
+    let Some(chosen) = chosen else {
+        let steps: Vec<String> = checkpoints.iter().map(|c| c.step.to_string()).collect();
+        return Err(Error::Usage(if steps.is_empty() {
+            format!("{} has no checkpoint yet", run.name())
+        } else {
+            format!(
+                "{} has no checkpoint `{}` (steps: {})",
+                run.name(),
+                args.checkpoint,
+                steps.join(", ")
+            )
+        }));
+    };
+    let spec: RunSpec = serde_json::from_value(run.spec.clone())
+        .map_err(|e| Error::Usage(format!("{}: stored spec unreadable: {e}", run.name())))?;
+    let text = train::sample(
+        &spec.config,
+        &PathBuf::from(&chosen.path),
+        &args.prompt,
+        args.tokens,
+        args.temperature,
+        args.top_k,
+        args.seed,
+    )
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}{text}", args.prompt)?;
+    Ok(exit::OK)
+}

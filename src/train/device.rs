@@ -1,0 +1,183 @@
+//! Choosing the device a run trains on: burn's wgpu backend (Metal, Vulkan) or its CPU backend.
+
+use std::sync::{Mutex, OnceLock};
+
+use burn::tensor::wgpu::{WgpuBackend, wgpu};
+use burn::tensor::{Device, DeviceKind as BurnDeviceKind};
+
+use crate::manifest::{DeviceChoice, DeviceKind, HardwareConfig};
+
+/// The device a run got, and how to describe it in the run's record.
+pub struct Selected {
+    /// The plain (non-autodiff) device.
+    pub device: Device,
+    /// `wgpu/vulkan`, `wgpu/metal` or `flex` (burn's CPU backend).
+    pub backend: String,
+    /// The adapter's own name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "NVIDIA H100 80GB HBM3".
+    pub adapter: String,
+}
+
+/// Why no device could be had.
+#[derive(Debug, thiserror::Error)]
+#[error("no usable device: {0}")]
+pub struct NoDevice(pub String);
+
+/// A wgpu adapter found on this machine.
+struct Adapter {
+    name: String,
+    software: bool,
+    kind: BurnDeviceKind,
+}
+
+fn adapters(backends: wgpu::Backends) -> Vec<Adapter> {
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = backends;
+    let instance = wgpu::Instance::new(descriptor);
+    let found = burn::cubecl::future::block_on(instance.enumerate_adapters(backends));
+    let (mut discrete, mut integrated, mut virt) = (0, 0, 0);
+    found
+        .into_iter()
+        .map(|a| {
+            let info = a.get_info();
+            let kind = match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => {
+                    discrete += 1;
+                    BurnDeviceKind::DiscreteGpu(discrete - 1)
+                }
+                wgpu::DeviceType::IntegratedGpu => {
+                    integrated += 1;
+                    BurnDeviceKind::IntegratedGpu(integrated - 1)
+                }
+                wgpu::DeviceType::VirtualGpu => {
+                    virt += 1;
+                    BurnDeviceKind::VirtualGpu(virt - 1)
+                }
+                wgpu::DeviceType::Cpu | wgpu::DeviceType::Other => BurnDeviceKind::Cpu,
+            };
+            Adapter {
+                name: info.name,
+                software: info.device_type == wgpu::DeviceType::Cpu,
+                kind,
+            }
+        })
+        .collect()
+}
+
+/// wgpu runtimes, once started, by API and adapter kind: burn registers a runtime once per
+/// process, so the second run of a queue must reuse the first one's device.
+fn started() -> &'static Mutex<Vec<(WgpuBackend, BurnDeviceKind, Device, String)>> {
+    static STARTED: OnceLock<Mutex<Vec<(WgpuBackend, BurnDeviceKind, Device, String)>>> =
+        OnceLock::new();
+    STARTED.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+fn wgpu_device(
+    api: WgpuBackend,
+    backends: wgpu::Backends,
+    allow_software: bool,
+) -> Result<Selected, String> {
+    let label = if api == WgpuBackend::Metal {
+        "metal"
+    } else {
+        "vulkan"
+    };
+    let found = adapters(backends);
+    // A software rasteriser (lavapipe) is a GPU only in name: `auto` prefers the CPU backend.
+    let adapter = found
+        .iter()
+        .find(|a| !a.software)
+        .or_else(|| if allow_software { found.first() } else { None })
+        .ok_or_else(|| {
+            if found.is_empty() {
+                format!("no {label} adapter found")
+            } else {
+                format!(
+                    "only software {label} adapters found ({})",
+                    found
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        })?;
+    let mut started = started().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, device, name)) = started
+        .iter()
+        .find(|(a, k, _, _)| *a == api && *k == adapter.kind)
+    {
+        return Ok(Selected {
+            device: device.clone(),
+            backend: format!("wgpu/{label}"),
+            adapter: name.clone(),
+        });
+    }
+    let device = Device::wgpu_options()
+        .device_kind(adapter.kind.clone())
+        .graphics_api(api)
+        .init()
+        .map_err(|e| format!("{label} adapter {} failed to start: {e}", adapter.name))?;
+    started.push((
+        api,
+        adapter.kind.clone(),
+        device.clone(),
+        adapter.name.clone(),
+    ));
+    Ok(Selected {
+        device,
+        backend: format!("wgpu/{label}"),
+        adapter: adapter.name.clone(),
+    })
+}
+
+fn cpu() -> Selected {
+    Selected {
+        device: Device::flex(),
+        backend: "flex".into(),
+        adapter: format!(
+            "CPU, {} threads",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        ),
+    }
+}
+
+fn try_kind(kind: DeviceKind, explicit: bool) -> Result<Selected, String> {
+    match kind {
+        DeviceKind::Cpu => Ok(cpu()),
+        DeviceKind::Vulkan => wgpu_device(WgpuBackend::Vulkan, wgpu::Backends::VULKAN, explicit),
+        DeviceKind::Metal if cfg!(target_os = "macos") => {
+            wgpu_device(WgpuBackend::Metal, wgpu::Backends::METAL, explicit)
+        }
+        DeviceKind::Metal => Err("Metal exists only on macOS".into()),
+        DeviceKind::Cuda => {
+            Err("this build of xp has no CUDA backend (use vulkan on NVIDIA GPUs)".into())
+        }
+    }
+}
+
+/// The device for a run: the one named, or the first that works in the profile's order.
+pub fn select(hardware: &HardwareConfig) -> Result<Selected, NoDevice> {
+    let explicit = match hardware.device {
+        DeviceChoice::Auto => None,
+        DeviceChoice::Cpu => Some(DeviceKind::Cpu),
+        DeviceChoice::Vulkan => Some(DeviceKind::Vulkan),
+        DeviceChoice::Metal => Some(DeviceKind::Metal),
+        DeviceChoice::Cuda => Some(DeviceKind::Cuda),
+    };
+    if let Some(kind) = explicit {
+        return try_kind(kind, true).map_err(NoDevice);
+    }
+    let mut tried = Vec::new();
+    for &kind in &hardware.device_order {
+        match try_kind(kind, false) {
+            Ok(selected) => return Ok(selected),
+            Err(why) => {
+                tracing::info!("device {kind:?} skipped: {why}");
+                tried.push(why);
+            }
+        }
+    }
+    Err(NoDevice(tried.join("; ")))
+}

@@ -1,0 +1,366 @@
+//! The GPT: token and position embeddings, pre-LN blocks of causal self-attention and a
+//! feed-forward unit of the paGating family, a final LayerNorm and the LM head.
+
+use burn::module::{Module, Param};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig,
+};
+use burn::tensor::activation::{gelu, log_softmax, mish, relu, sigmoid, silu, softmax, tanh};
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use crate::manifest::{Alpha, AlphaMode, ModelConfig, Unit};
+
+/// nanoGPT's initialisation: N(0, 0.02) weights, zero biases.
+fn init() -> Initializer {
+    Initializer::Normal {
+        mean: 0.0,
+        std: 0.02,
+    }
+}
+
+fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(init())
+        .init(device)
+}
+
+/// The feed-forward unit of a block.
+#[derive(Module, Debug)]
+pub struct FeedForward {
+    a: Linear,
+    /// The gate's projection (gated units only).
+    b: Option<Linear>,
+    o: Linear,
+    /// Unconstrained α logit for `alpha = "learnable"`; α = σ(logit), 0 at init so α = 0.5.
+    alpha_logit: Option<Param<Tensor<1>>>,
+    /// Swish's β, learnable, 1 at init.
+    beta: Option<Param<Tensor<1>>>,
+    #[module(skip)]
+    unit: Unit,
+    #[module(skip)]
+    alpha: Alpha,
+}
+
+impl FeedForward {
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        let d = config.dim as usize;
+        let h = config.ffn.hidden_mult as usize * d;
+        let unit = config.ffn.unit;
+        let learnable = matches!(config.ffn.alpha, Alpha::Mode(AlphaMode::Learnable));
+        FeedForward {
+            a: linear(d, h, config.bias, device),
+            b: unit.is_gated().then(|| linear(d, h, config.bias, device)),
+            o: linear(h, d, config.bias, device),
+            alpha_logit: (unit.is_gated() && learnable)
+                .then(|| Param::from_tensor(Tensor::zeros([1], device))),
+            beta: (unit == Unit::Swish).then(|| Param::from_tensor(Tensor::ones([1], device))),
+            unit,
+            alpha: config.ffn.alpha,
+        }
+    }
+
+    /// α in force as a [1] tensor: the fixed value, the scheduled one, or σ(logit).
+    pub fn alpha(&self, scheduled: f64, device: &Device) -> Tensor<1> {
+        match (&self.alpha_logit, self.alpha) {
+            (Some(logit), _) => sigmoid(logit.val()),
+            (None, Alpha::Fixed(a)) => Tensor::full([1], a, device),
+            (None, Alpha::Mode(_)) => Tensor::full([1], scheduled, device),
+        }
+    }
+
+    /// The gate g(b) of this unit.
+    fn gate(&self, b: Tensor<3>) -> Tensor<3> {
+        match self.unit {
+            Unit::Glu | Unit::Gtu => sigmoid(b),
+            Unit::Reglu => relu(b),
+            Unit::Gelu => gelu(b),
+            Unit::Mish => mish(b),
+            Unit::Silu => silu(b),
+            Unit::Swish => {
+                let beta = self
+                    .beta
+                    .as_ref()
+                    .map(|p| p.val())
+                    .expect("swish has β")
+                    .reshape([1, 1, 1]);
+                b.clone() * sigmoid(b * beta)
+            }
+            Unit::Mlp => b,
+        }
+    }
+
+    /// `x`: [batch, time, dim]. `scheduled_alpha` is used by `alpha = "cosine"`.
+    pub fn forward(&self, x: Tensor<3>, scheduled_alpha: f64) -> Tensor<3> {
+        let a = self.a.forward(x.clone());
+        let Some(b) = &self.b else {
+            return self.o.forward(gelu(a));
+        };
+        let gate = self.gate(b.forward(x));
+        let value = if self.unit == Unit::Gtu { tanh(a) } else { a };
+        let alpha = self
+            .alpha(scheduled_alpha, &value.device())
+            .reshape([1, 1, 1]);
+        // α·g + (1 − α): α = 1 is the full gate, α = 0 no gate at all.
+        let mixed = gate * alpha.clone() - alpha + 1.0;
+        self.o.forward(value * mixed)
+    }
+}
+
+/// Causal multi-head self-attention.
+#[derive(Module, Debug)]
+pub struct Attention {
+    qkv: Linear,
+    proj: Linear,
+    attn_dropout: Dropout,
+    #[module(skip)]
+    heads: usize,
+}
+
+impl Attention {
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        let d = config.dim as usize;
+        Attention {
+            qkv: linear(d, 3 * d, config.bias, device),
+            proj: linear(d, d, config.bias, device),
+            attn_dropout: DropoutConfig::new(config.dropout).init(),
+            heads: config.heads as usize,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let hd = d / self.heads;
+        let qkv = self.qkv.forward(x);
+        let split = |i: usize| {
+            qkv.clone()
+                .slice([0..b, 0..t, i * d..(i + 1) * d])
+                .reshape([b, t, self.heads, hd])
+                .swap_dims(1, 2)
+        };
+        let (q, k, v) = (split(0), split(1), split(2));
+        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
+        let scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+        let weights = self.attn_dropout.forward(softmax(scores, 3));
+        let y = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        self.proj.forward(y)
+    }
+}
+
+/// A pre-LN transformer block.
+#[derive(Module, Debug)]
+pub struct Block {
+    ln1: LayerNorm,
+    attn: Attention,
+    ln2: LayerNorm,
+    ffn: FeedForward,
+    dropout: Dropout,
+}
+
+impl Block {
+    pub fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>, alpha: f64) -> Tensor<3> {
+        let x = x.clone()
+            + self
+                .dropout
+                .forward(self.attn.forward(self.ln1.forward(x), mask));
+        x.clone()
+            + self
+                .dropout
+                .forward(self.ffn.forward(self.ln2.forward(x), alpha))
+    }
+}
+
+/// A decoder-only GPT.
+#[derive(Module, Debug)]
+pub struct Gpt {
+    tokens: Embedding,
+    positions: Embedding,
+    dropout: Dropout,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    /// The LM head; `None` when tied to the token embedding.
+    head: Option<Linear>,
+    #[module(skip)]
+    block_size: usize,
+}
+
+impl Gpt {
+    pub fn new(config: &ModelConfig, vocab: usize, device: &Device) -> Self {
+        let d = config.dim as usize;
+        let layer_norm = || LayerNormConfig::new(d).with_bias(config.bias).init(device);
+        let blocks = (0..config.layers)
+            .map(|_| Block {
+                ln1: layer_norm(),
+                attn: Attention::new(config, device),
+                ln2: layer_norm(),
+                ffn: FeedForward::new(config, device),
+                dropout: DropoutConfig::new(config.dropout).init(),
+            })
+            .collect();
+        Gpt {
+            tokens: EmbeddingConfig::new(vocab, d)
+                .with_initializer(init())
+                .init(device),
+            positions: EmbeddingConfig::new(config.block_size as usize, d)
+                .with_initializer(init())
+                .init(device),
+            dropout: DropoutConfig::new(config.dropout).init(),
+            blocks,
+            ln_f: layer_norm(),
+            head: (!config.tie_weights).then(|| linear(d, vocab, false, device)),
+            block_size: config.block_size as usize,
+        }
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Logits [batch, time, vocab] for token ids [batch, time].
+    pub fn forward(&self, ids: Tensor<2, Int>, alpha: f64) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let device = ids.device();
+        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
+        let x = self.tokens.forward(ids) + self.positions.forward(positions);
+        let mut x = self.dropout.forward(x);
+        // True above the diagonal (burn's `tril_mask` marks what lies outside the lower
+        // triangle): a position may not attend to later ones.
+        let mask = Tensor::<2, Bool>::tril_mask([t, t], 0, &device).reshape([1, 1, t, t]);
+        for block in &self.blocks {
+            x = block.forward(x, mask.clone(), alpha);
+        }
+        let x = self.ln_f.forward(x);
+        match &self.head {
+            Some(head) => head.forward(x),
+            None => {
+                let weight = self.tokens.weight.val();
+                let [vocab, d] = weight.dims();
+                x.reshape([b * t, d])
+                    .matmul(weight.transpose())
+                    .reshape([b, t, vocab])
+            }
+        }
+    }
+
+    /// Mean cross-entropy of the next-token predictions, a [1] tensor.
+    pub fn loss(&self, ids: Tensor<2, Int>, targets: Tensor<2, Int>, alpha: f64) -> Tensor<1> {
+        let logits = self.forward(ids, alpha);
+        let [b, t, v] = logits.dims();
+        let log_probs = log_softmax(logits.reshape([b * t, v]), 1);
+        let picked = log_probs.gather(1, targets.reshape([b * t, 1]));
+        picked.mean().neg()
+    }
+
+    /// α in force in each block (for the α metrics).
+    pub fn alphas(&self, scheduled: f64, device: &Device) -> Vec<Tensor<1>> {
+        self.blocks
+            .iter()
+            .map(|b| b.ffn.alpha(scheduled, device))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::FfnConfig;
+    use burn::tensor::TensorData;
+
+    /// A one-dimensional unit with hand-set weights: A = 2, B = 1, O = 1, no biases.
+    fn unit(kind: Unit, alpha: Alpha) -> FeedForward {
+        let device = Device::flex();
+        let config = ModelConfig {
+            dim: 1,
+            heads: 1,
+            bias: false,
+            ffn: FfnConfig {
+                unit: kind,
+                alpha,
+                hidden_mult: 1,
+            },
+            ..ModelConfig::default()
+        };
+        let mut ffn = FeedForward::new(&config, &device);
+        let set = |value: f32| {
+            Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![value], [1, 1]),
+                &device,
+            ))
+        };
+        ffn.a.weight = set(2.0);
+        if let Some(b) = ffn.b.as_mut() {
+            b.weight = set(1.0);
+        }
+        ffn.o.weight = set(1.0);
+        ffn
+    }
+
+    fn at(ffn: &FeedForward, x: f32, scheduled: f64) -> f32 {
+        let device = Device::flex();
+        let input = Tensor::<3>::from_data(TensorData::new(vec![x], [1, 1, 1]), &device);
+        ffn.forward(input, scheduled)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()[0]
+    }
+
+    fn close(a: f32, b: f64) {
+        assert!((a as f64 - b).abs() < 1e-4, "{a} vs {b}");
+    }
+
+    #[test]
+    fn units_match_hand_computed_values() {
+        // x = 0.5: A(x) = 1, B(x) = 0.5; σ(0.5) = 0.622459, tanh(1) = 0.761594.
+        let s = 0.622_459_3;
+        close(at(&unit(Unit::Glu, Alpha::Fixed(1.0)), 0.5, 0.0), s);
+        close(
+            at(&unit(Unit::Glu, Alpha::Fixed(0.5)), 0.5, 0.0),
+            0.5 * s + 0.5,
+        );
+        close(at(&unit(Unit::Glu, Alpha::Fixed(0.0)), 0.5, 0.0), 1.0);
+        close(
+            at(&unit(Unit::Gtu, Alpha::Fixed(1.0)), 0.5, 0.0),
+            0.761_594_2 * s,
+        );
+        close(at(&unit(Unit::Reglu, Alpha::Fixed(1.0)), 0.5, 0.0), 0.5);
+        close(at(&unit(Unit::Reglu, Alpha::Fixed(1.0)), -0.5, 0.0), 0.0);
+        // GELU(0.5) = 0.5·Φ(0.5) = 0.345731; A(-0.5)... here x = 0.5 so A = 1.
+        close(
+            at(&unit(Unit::Gelu, Alpha::Fixed(1.0)), 0.5, 0.0),
+            0.345_731_4,
+        );
+        // Mish(0.5) = 0.5·tanh(softplus(0.5)) = 0.5·tanh(0.974077) = 0.375925.
+        close(
+            at(&unit(Unit::Mish, Alpha::Fixed(1.0)), 0.5, 0.0),
+            0.375_925_2,
+        );
+        // SiLU(0.5) = 0.5·σ(0.5) = 0.311230; swish with β = 1 is the same.
+        close(
+            at(&unit(Unit::Silu, Alpha::Fixed(1.0)), 0.5, 0.0),
+            0.311_229_6,
+        );
+        close(
+            at(&unit(Unit::Swish, Alpha::Fixed(1.0)), 0.5, 0.0),
+            0.311_229_6,
+        );
+        // mlp: O(GELU(A(x))) = GELU(1) = 0.841345.
+        close(
+            at(&unit(Unit::Mlp, Alpha::Fixed(1.0)), 0.5, 0.0),
+            0.841_344_7,
+        );
+        // learnable α starts at σ(0) = 0.5; cosine takes the scheduled value.
+        close(
+            at(
+                &unit(Unit::Glu, Alpha::Mode(AlphaMode::Learnable)),
+                0.5,
+                0.0,
+            ),
+            0.5 * s + 0.5,
+        );
+        close(
+            at(&unit(Unit::Glu, Alpha::Mode(AlphaMode::Cosine)), 0.5, 0.25),
+            0.25 * s + 0.75,
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! Training end to end: a tiny GPT on the CPU backend and on wgpu (lavapipe in CI), resuming
+//! from a checkpoint exactly, sampling, and failures recorded without stopping the queue.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{output, xp};
+use xp::manifest::profiles::Machine;
+use xp::train::{Metric, Progress, Recorder, Saved};
+
+/// A small, repetitive corpus: enough for the loss to fall within a few dozen steps.
+fn corpus(dir: &Path) -> PathBuf {
+    let lines = [
+        "First Citizen:\nBefore we proceed any further, hear me speak.\n\n",
+        "All:\nSpeak, speak.\n\n",
+        "First Citizen:\nYou are all resolved rather to die than to famish?\n\n",
+        "All:\nResolved. resolved.\n\n",
+    ];
+    let text: String = (0..60).map(|i| lines[i % lines.len()]).collect();
+    let path = dir.join("corpus.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn manifest(dir: &Path, extra: &str) -> PathBuf {
+    corpus(dir);
+    let text = format!(
+        "[model]\npreset = \"tiny\"\nlayers = 1\ndim = 32\nheads = 2\nblock_size = 32\ndropout = 0.1\n\
+         ffn = {{ unit = \"glu\", alpha = \"learnable\" }}\n\
+         [data]\npath = \"corpus.txt\"\n\
+         [train]\nsteps = 40\nbatch_size = 8\nlr = 3e-3\nmin_lr = 3e-4\nwarmup_steps = 4\n\
+         eval_every = 20\neval_batches = 4\ncheckpoint_every = 20\nlog_every = 5\n\
+         [hardware]\nprofile = \"cpu\"\n{extra}"
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn metric(db: &Path, name: &str) -> Vec<(i64, f64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT m.step, m.value FROM metrics m JOIN metric_names n ON n.id = m.name_id
+             WHERE m.run_id = 1 AND n.name = ?1 ORDER BY m.step",
+        )
+        .unwrap();
+    stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_tiny_model_trains_on_the_cpu_backend_and_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(dir.path(), "");
+    let db = dir.path().join("runs.db");
+    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&path));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("started on flex"), "{stderr}");
+    let loss = metric(&db, "train_loss");
+    assert_eq!(loss.len(), 8);
+    assert!(
+        loss.last().unwrap().1 < loss[0].1 - 0.5,
+        "loss did not fall: {loss:?}"
+    );
+    let val = metric(&db, "val_loss");
+    assert_eq!(val.iter().map(|v| v.0).collect::<Vec<_>>(), [20, 40]);
+    for name in ["lr", "grad_norm", "tokens_per_s", "val_ppl", "alpha.0"] {
+        assert!(!metric(&db, name).is_empty(), "no {name}");
+    }
+    // Learnable α starts at σ(0) = 0.5 and moves.
+    let alpha = metric(&db, "alpha.0");
+    assert!(alpha.iter().all(|(_, a)| *a > 0.0 && *a < 1.0));
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (status, backend): (String, String) = conn
+        .query_row("SELECT status, backend FROM runs WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((status.as_str(), backend.as_str()), ("completed", "flex"));
+    let (best, params): (f64, i64) = conn
+        .query_row(
+            "SELECT best_val_loss, params FROM summaries WHERE run_id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(best < val[0].1 + 1e-9 && params > 0);
+    let checkpoints: Vec<(i64, String, i64)> = conn
+        .prepare("SELECT step, path, bytes FROM checkpoints WHERE run_id = 1 ORDER BY step")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        checkpoints.iter().map(|c| c.0).collect::<Vec<_>>(),
+        [20, 40]
+    );
+    for (_, path, bytes) in &checkpoints {
+        assert!(Path::new(path).join("model.safetensors").exists());
+        assert!(*bytes > 0);
+    }
+
+    let (code, sample, stderr) = output(xp(&db).args([
+        "sample", "run-1", "--prompt", "All:", "--tokens", "40", "--top-k", "5",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        sample.starts_with("All:") && sample.chars().count() > 40,
+        "{sample}"
+    );
+
+    // Running the manifest again trains nothing: the run is done.
+    let (code, again, _) = output(xp(&db).arg("run").arg(&path));
+    assert_eq!(code, 0);
+    assert!(again.starts_with("=done"), "{again}");
+}
+
+#[test]
+fn a_failing_run_is_recorded_and_the_queue_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // The second unit trains; the first names a device this build lacks and fails.
+    let path = manifest(
+        dir.path(),
+        "[sweep.zip]\n\"hardware.device\" = [\"cuda\", \"cpu\"]\n\"train.seed\" = [1, 2]\n",
+    );
+    let db = dir.path().join("runs.db");
+    let (code, stdout, stderr) = output(
+        xp(&db)
+            .arg("run")
+            .arg(&path)
+            .args(["--set", "train.steps=5"]),
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("1 completed, 1 failed"), "{stdout}");
+    let (_, status, _) = output(xp(&db).arg("status"));
+    assert!(status.contains("failed  run-1"), "{status}");
+    assert!(status.contains("no CUDA backend"), "{status}");
+}
+
+#[test]
+fn the_wgpu_backend_trains_on_vulkan() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(dir.path(), "");
+    let db = dir.path().join("runs.db");
+    let (code, stdout, stderr) = output(
+        xp(&db)
+            .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
+            .env("XP_CACHE", dir.path().join("cache"))
+            .arg("run")
+            .arg(&path)
+            .args([
+                "--set",
+                "hardware.device=vulkan",
+                "--set",
+                "train.steps=10",
+                "--set",
+                "train.eval_every=10",
+            ]),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("started on wgpu/vulkan"), "{stderr}");
+    let loss = metric(&db, "train_loss");
+    assert!(loss.last().unwrap().1 < loss[0].1, "{loss:?}");
+    // CubeCL's caches stay out of the experiment folder.
+    assert!(!dir.path().join("target").exists());
+}
+
+/// Collects metrics in memory and stops after a given step.
+struct Collect {
+    metrics: Vec<Metric>,
+    stop_after: Option<u64>,
+    last_step: u64,
+}
+
+impl Recorder for Collect {
+    fn started(&mut self, _: &str, _: &str, _: &serde_json::Value) {}
+    fn metrics(&mut self, metrics: Vec<Metric>) {
+        self.metrics.extend(metrics);
+    }
+    fn checkpoint(&mut self, _: &Saved) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    fn progress(&mut self, progress: &Progress) {
+        self.last_step = progress.step;
+    }
+    fn should_stop(&self) -> bool {
+        self.stop_after.is_some_and(|s| self.last_step >= s)
+    }
+}
+
+fn losses(c: &Collect) -> Vec<(u64, f64)> {
+    c.metrics
+        .iter()
+        .filter(|m| m.name == "train_loss")
+        .map(|m| (m.step, m.value))
+        .collect()
+}
+
+#[test]
+fn resuming_from_a_checkpoint_repeats_the_uninterrupted_losses_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(dir.path(), "");
+    let loaded = xp::manifest::load(&path).unwrap();
+    let (overrides, problems) = xp::manifest::overrides(
+        Vec::new(),
+        &[
+            "train.steps=16".into(),
+            "train.log_every=1".into(),
+            "train.checkpoint_every=0".into(),
+            "train.grad_accum=2".into(),
+        ],
+    );
+    assert!(problems.is_empty());
+    let machine = Machine::detect();
+    let plan = xp::sweep::plan(&loaded, &overrides, &machine).unwrap();
+    let spec = &plan.runs[0];
+    let job = |name: &str, resume: Option<PathBuf>| xp::train::Job {
+        spec,
+        base_dir: dir.path().to_path_buf(),
+        checkpoint_dir: dir.path().join(name),
+        resume,
+    };
+
+    let mut whole = Collect {
+        metrics: Vec::new(),
+        stop_after: None,
+        last_step: 0,
+    };
+    xp::train::train(&job("whole", None), &mut whole).unwrap();
+
+    let mut first = Collect {
+        metrics: Vec::new(),
+        stop_after: Some(7),
+        last_step: 0,
+    };
+    let stopped = xp::train::train(&job("parts", None), &mut first);
+    assert!(
+        matches!(stopped, Err(xp::train::Error::Interrupted { step: 7 })),
+        "{stopped:?}"
+    );
+    let checkpoint = dir.path().join("parts/step-0000007");
+    assert!(checkpoint.join("model.safetensors").exists());
+
+    let mut second = Collect {
+        metrics: Vec::new(),
+        stop_after: None,
+        last_step: 0,
+    };
+    xp::train::train(&job("parts", Some(checkpoint)), &mut second).unwrap();
+
+    let expected = losses(&whole);
+    let mut resumed = losses(&first);
+    resumed.extend(losses(&second));
+    assert_eq!(expected.len(), 16);
+    assert_eq!(
+        resumed, expected,
+        "every step's loss after resuming equals the uninterrupted run's"
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{Context, Format, Result, exit, table, write_csv};
+use super::{Context, Format, Result, exit, write_csv, write_json, write_table};
 use crate::manifest::layers::flatten;
 use crate::sweep;
 
@@ -54,22 +54,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                 .iter()
                 .map(|k| serde_json::json!({ "setting": k, "values": configs.iter().map(|c| c.get(*k).cloned()).collect::<Vec<_>>() }))
                 .collect();
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&value).expect("serializes")
-            )?;
+            write_json(&mut out, &value)?;
         }
         Format::Csv => write_csv(&mut out, &header, &rows)?,
         Format::Table => {
             if rows.is_empty() {
                 writeln!(out, "the runs have identical settings")?;
             } else {
-                let mut t = table(header);
-                for row in rows {
-                    t.add_row(row);
-                }
-                writeln!(out, "{t}")?;
+                write_table(&mut out, header, rows)?;
             }
         }
     }

@@ -231,6 +231,28 @@ pub fn table(header: Vec<String>) -> Table {
     t
 }
 
+/// Writes rows as a table in the common style.
+pub fn write_table(
+    out: &mut impl Write,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut t = table(header);
+    for row in rows {
+        t.add_row(row);
+    }
+    writeln!(out, "{t}")
+}
+
+/// Writes a value as pretty JSON.
+pub fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(value).expect("plain data serializes")
+    )
+}
+
 /// Output formats of data commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -3,7 +3,7 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use super::{Context, Format, Result, exit, load_and_plan, si, table, write_csv};
+use super::{Context, Format, Result, exit, load_and_plan, si, write_csv, write_table};
 use crate::manifest::layers;
 use crate::sweep::{self, Plan};
 
@@ -134,17 +134,13 @@ pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
         }
         Format::Table => {
             let (header, rows) = rows(&plan);
-            let mut t = table(header);
-            for row in rows {
-                t.add_row(row);
-            }
             writeln!(
                 out,
                 "experiment {} ({})",
                 plan.experiment.name,
                 plan.manifest.display()
             )?;
-            writeln!(out, "{t}")?;
+            write_table(&mut out, header, rows)?;
             writeln!(out, "{}", totals(&plan))?;
         }
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{Context, Format, Result, exit, table, write_csv};
+use super::{Context, Format, Result, exit, write_csv, write_json, write_table};
 use crate::manifest::{self, profiles};
 
 #[derive(Debug, clap::Args)]
@@ -76,19 +76,11 @@ pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
     match args.format {
         Format::Json => {
             let value = serde_json::json!({ "auto": auto, "auto_reason": why, "machine": machine, "profiles": all });
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&value).expect("serializes")
-            )?;
+            write_json(&mut out, &value)?;
         }
         Format::Csv => write_csv(&mut out, &header, &rows)?,
         Format::Table => {
-            let mut t = table(header);
-            for row in rows {
-                t.add_row(row);
-            }
-            writeln!(out, "{t}")?;
+            write_table(&mut out, header, rows)?;
             writeln!(out, "auto → {auto}: {why}")?;
         }
     }

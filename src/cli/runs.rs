@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{Context, Format, Result, exit, table, write_csv};
+use super::{Context, Format, Result, exit, write_csv, write_table};
 use crate::store::{RunFilter, RunRow, STATUSES};
 use crate::sweep;
 
@@ -68,11 +68,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         }
         Format::Csv => write_csv(&mut out, &header, &rows)?,
         Format::Table => {
-            let mut t = table(header);
-            for row in rows {
-                t.add_row(row);
-            }
-            writeln!(out, "{t}")?;
+            write_table(&mut out, header, rows)?;
         }
     }
     Ok(exit::OK)

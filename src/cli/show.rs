@@ -61,6 +61,38 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
             writeln!(out, "  {name:<9} {v}")?;
         }
     }
+    if let Some(summary) = store.summary(r.id)? {
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
+        writeln!(
+            out,
+            "  summary   best val {}  final val {}  final train {}  {} tok/s  {} s",
+            f(summary.best_val_loss),
+            f(summary.final_val_loss),
+            f(summary.final_train_loss),
+            summary
+                .median_tokens_per_s
+                .map(|v| super::si(v.round()))
+                .unwrap_or_else(|| "—".into()),
+            summary
+                .wall_s
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "—".into()),
+        )?;
+    }
+    for c in store.checkpoints(r.id)? {
+        let val = c
+            .val_loss
+            .map(|v| format!("  val {v:.4}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  checkpoint step {} {} ({}B, blake3 {}){val}",
+            c.step,
+            c.path,
+            super::si(c.bytes as f64),
+            &c.blake3[..12]
+        )?;
+    }
     let config = flatten(&r.spec["config"]);
     let origins = &r.provenance["origins"];
     let mut t = table(vec!["setting".into(), "value".into(), "from".into()]);

@@ -46,8 +46,8 @@ pub fn figment(layers: &[Layer]) -> Figment {
 }
 
 /// The resolved config of the merged layers.
-pub fn resolve(layers: &[Layer]) -> Result<Config, figment::Error> {
-    figment(layers).extract()
+pub fn resolve(layers: &[Layer]) -> Result<Config, Box<figment::Error>> {
+    figment(layers).extract().map_err(Box::new)
 }
 
 /// Which layer gave `key` its value, and every layer's value for it, lowest first.

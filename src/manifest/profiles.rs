@@ -195,10 +195,10 @@ pub fn auto(machine: &Machine) -> (&'static str, String) {
             format!("Apple silicon ({}), {} GB RAM", machine.cpu, machine.ram_gb),
         );
     }
-    if let Some((gpu, _)) = &machine.nvidia_gpu {
-        if gpu.contains("H100") {
-            return ("nvidia-h100-80gb", format!("NVIDIA GPU: {gpu}"));
-        }
+    if let Some((gpu, _)) = &machine.nvidia_gpu
+        && gpu.contains("H100")
+    {
+        return ("nvidia-h100-80gb", format!("NVIDIA GPU: {gpu}"));
     }
     (
         "cpu",

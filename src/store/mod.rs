@@ -636,15 +636,18 @@ impl Store {
 
 /// Writes metric rows in batched transactions on its own connection and thread, so that the
 /// training loop never waits for the disk.
+/// One run's metric rows: (step, name, value, t_ms).
+pub type MetricRows = Vec<(u64, String, f64, u64)>;
+
 pub struct MetricWriter {
-    tx: Option<std::sync::mpsc::Sender<(i64, Vec<(u64, String, f64, u64)>)>>,
+    tx: Option<std::sync::mpsc::Sender<(i64, MetricRows)>>,
     handle: Option<std::thread::JoinHandle<Result<u64>>>,
 }
 
 impl MetricWriter {
     pub fn open(path: &Path) -> Result<MetricWriter> {
         let store = Store::open_existing(path)?;
-        let (tx, rx) = std::sync::mpsc::channel::<(i64, Vec<(u64, String, f64, u64)>)>();
+        let (tx, rx) = std::sync::mpsc::channel::<(i64, MetricRows)>();
         let handle = std::thread::spawn(move || -> Result<u64> {
             let mut conn = store.conn;
             let mut names: std::collections::HashMap<String, i64> =
@@ -698,7 +701,7 @@ impl MetricWriter {
         })
     }
 
-    pub fn send(&self, run: i64, rows: Vec<(u64, String, f64, u64)>) {
+    pub fn send(&self, run: i64, rows: MetricRows) {
         if let Some(tx) = &self.tx {
             let _ = tx.send((run, rows));
         }

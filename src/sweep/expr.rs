@@ -188,12 +188,12 @@ impl Parser {
         self.toks[self.pos].1
     }
     fn eat_op(&mut self, ops: &[&str]) -> Option<&'static str> {
-        if let Tok::Op(o) = self.peek() {
-            if ops.contains(o) {
-                let o = *o;
-                self.pos += 1;
-                return Some(o);
-            }
+        if let Tok::Op(o) = self.peek()
+            && ops.contains(o)
+        {
+            let o = *o;
+            self.pos += 1;
+            return Some(o);
         }
         None
     }
@@ -322,7 +322,7 @@ impl Expr {
             Expr::Str(s) => Val::Str(s.clone()),
             Expr::Bool(b) => Val::Bool(*b),
             Expr::Key(k, _) => lookup(k).ok_or_else(|| format!("`{k}` has no value"))?,
-            Expr::Not(e) => Val::Bool(!e.eval(lookup)?.truthy(&format!("operand of `not`"))?),
+            Expr::Not(e) => Val::Bool(!e.eval(lookup)?.truthy("operand of `not`")?),
             Expr::Neg(e) => Val::Num(-e.eval(lookup)?.num("operand of `-`")?),
             Expr::Binary(op, a, b) => {
                 let a = a.eval(lookup)?;

@@ -212,10 +212,9 @@ impl Planner<'_> {
         let sweep = &self.loaded.manifest.sweep;
         let mut axes: Vec<Axis> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
-        let sections: [(
-            &str,
-            Vec<(&String, Option<&AxisValues>, Option<&Distribution>)>,
-        ); 3] = [
+        // Each section's entries: (key, values for grid and zip, distribution for random).
+        type Entries<'m> = Vec<(&'m String, Option<&'m AxisValues>, Option<&'m Distribution>)>;
+        let sections: [(&str, Entries<'_>); 3] = [
             (
                 "grid",
                 sweep.grid.iter().map(|(k, v)| (k, Some(v), None)).collect(),
@@ -609,9 +608,9 @@ fn apply(config: &mut Config, key: &str, value: &Value) -> Result<(), serde_json
 fn check_config(config: &Config) -> Vec<(&'static str, String, String, Option<String>)> {
     let mut out = Vec::new();
     let m = &config.model;
-    if m.dim % m.heads != 0 {
+    if !m.dim.is_multiple_of(m.heads) {
         let divisors: Vec<String> = (1..=m.dim.min(64))
-            .filter(|h| m.dim % h == 0)
+            .filter(|h| m.dim.is_multiple_of(*h))
             .map(|h| h.to_string())
             .collect();
         out.push((
@@ -813,7 +812,9 @@ fn resolve_points(
     let manifest_profile = loaded.manifest.hardware.profile.clone();
     let manifest_preset = loaded.manifest.model.preset;
 
-    let mut bases: HashMap<(String, Option<Preset>), Option<(Config, usize)>> = HashMap::new();
+    // Per (profile, preset): the resolved config below the sweep, and its layer stack's index.
+    type Bases = HashMap<(String, Option<Preset>), Option<(Config, usize)>>;
+    let mut bases: Bases = HashMap::new();
     let mut layer_sets: Vec<Vec<Layer>> = Vec::new();
     let mut facts: Vec<(crate::manifest::DataConfig, Option<data::Facts>)> = Vec::new();
     let mut run_problems: HashMap<(String, String), (Diagnostic, Vec<usize>)> = HashMap::new();

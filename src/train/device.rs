@@ -65,9 +65,10 @@ fn adapters(backends: wgpu::Backends) -> Vec<Adapter> {
 
 /// wgpu runtimes, once started, by API and adapter kind: burn registers a runtime once per
 /// process, so the second run of a queue must reuse the first one's device.
-fn started() -> &'static Mutex<Vec<(WgpuBackend, BurnDeviceKind, Device, String)>> {
-    static STARTED: OnceLock<Mutex<Vec<(WgpuBackend, BurnDeviceKind, Device, String)>>> =
-        OnceLock::new();
+type Started = Mutex<Vec<(WgpuBackend, BurnDeviceKind, Device, String)>>;
+
+fn started() -> &'static Started {
+    static STARTED: OnceLock<Started> = OnceLock::new();
     STARTED.get_or_init(|| Mutex::new(Vec::new()))
 }
 

@@ -35,6 +35,8 @@ pub enum Error {
     Interrupted { step: u64 },
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+    #[error("precision {0} is not supported yet: xp trains in f32 (docs/model.md)")]
+    Precision(String),
     #[error("the model has {found} parameters, but the plan computed {planned}: a bug in xp")]
     ParamMismatch { found: u64, planned: u64 },
 }
@@ -302,6 +304,12 @@ pub struct Job<'a> {
 pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Error> {
     configure_cubecl();
     let config = &job.spec.config;
+    if config.hardware.precision != crate::manifest::Precision::F32 {
+        let name = serde_json::to_value(config.hardware.precision)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from));
+        return Err(Error::Precision(name.unwrap_or_default()));
+    }
     let t = &config.train;
     let block = config.model.block_size as usize;
     let corpus = data::corpus(&job.base_dir, &config.data, block)?;
@@ -396,7 +404,7 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
         let done = state.step;
 
         // Reading values back forces the device to finish its queue: only at log steps.
-        let log = done % t.log_every == 0 || done == t.steps;
+        let log = done.is_multiple_of(t.log_every) || done == t.steps;
         if log {
             let loss = scalar(loss_sum);
             if !loss.is_finite() {
@@ -447,7 +455,7 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
         }
 
         let mut val = None;
-        if done % t.eval_every == 0 || done == t.steps {
+        if done.is_multiple_of(t.eval_every) || done == t.steps {
             let v = evaluate(&model.valid(), &corpus.val, config, alpha, &device);
             if !v.is_finite() {
                 return Err(Error::Diverged {
@@ -477,7 +485,7 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
                 },
             ]);
         }
-        if (t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || done == t.steps {
+        if (t.checkpoint_every > 0 && done.is_multiple_of(t.checkpoint_every)) || done == t.steps {
             let saved = checkpoint::save(
                 &job.checkpoint_dir,
                 &model,

@@ -357,19 +357,31 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
         ..Summary::default()
     };
     let ms = || started.elapsed().as_millis() as u64;
+    // Writes a checkpoint, registers it, and deletes the ones retention drops.
+    let save = |model: &Gpt,
+                optim: &ModuleOptimizer,
+                state: &CheckpointState,
+                val: Option<f64>,
+                recorder: &mut dyn Recorder|
+     -> Result<(), Error> {
+        let saved = checkpoint::save(
+            &job.checkpoint_dir,
+            model,
+            optim,
+            state,
+            &corpus.tokenizer,
+            val,
+        )?;
+        for dir in recorder.checkpoint(&saved) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    };
 
     while state.step < t.steps {
         let step = state.step;
         if recorder.should_stop() {
-            let saved = checkpoint::save(
-                &job.checkpoint_dir,
-                &model,
-                &optim,
-                &state,
-                &corpus.tokenizer,
-                None,
-            )?;
-            recorder.checkpoint(&saved);
+            save(&model, &optim, &state, None, recorder)?;
             return Err(Error::Interrupted { step });
         }
         let step_start = Instant::now();
@@ -486,17 +498,7 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
             ]);
         }
         if (t.checkpoint_every > 0 && done.is_multiple_of(t.checkpoint_every)) || done == t.steps {
-            let saved = checkpoint::save(
-                &job.checkpoint_dir,
-                &model,
-                &optim,
-                &state,
-                &corpus.tokenizer,
-                val,
-            )?;
-            for dir in recorder.checkpoint(&saved) {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+            save(&model, &optim, &state, val, recorder)?;
         }
     }
     summary.wall_s = started.elapsed().as_secs_f64();

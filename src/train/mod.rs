@@ -384,7 +384,6 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
             save(&model, &optim, &state, None, recorder)?;
             return Err(Error::Interrupted { step });
         }
-        let step_start = Instant::now();
         let lr = learning_rate(t, step);
         let alpha = if matches!(config.model.ffn.alpha, Alpha::Mode(AlphaMode::Cosine)) {
             cosine_alpha(step, t.steps)
@@ -418,7 +417,20 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
         // Reading values back forces the device to finish its queue: only at log steps.
         let log = done.is_multiple_of(t.log_every) || done == t.steps;
         if log {
-            let loss = scalar(loss_sum);
+            // One read back for everything logged: the loss, the gradient norm and each
+            // block's α, gathered on the device so the queue is waited for once.
+            let mut logged = vec![loss_sum, norm.inner()];
+            if config.model.ffn.unit != Unit::Mlp {
+                logged.extend(model.alphas(alpha, &device).into_iter().map(|a| a.inner()));
+            }
+            let values: Vec<f64> = Tensor::cat(logged, 0)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap_or_default()
+                .into_iter()
+                .map(f64::from)
+                .collect();
+            let (loss, grad_norm) = (values[0], values[1]);
             if !loss.is_finite() {
                 return Err(Error::Diverged {
                     step: done,
@@ -426,24 +438,23 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
                 });
             }
             let elapsed = last_log.0.elapsed().as_secs_f64();
-            let speed = (done - last_log.1) as f64 * tokens_per_step as f64 / elapsed.max(1e-9);
+            let steps = (done - last_log.1) as f64;
+            let speed = steps * tokens_per_step as f64 / elapsed.max(1e-9);
             last_log = (Instant::now(), done);
             speeds.push(speed);
             summary.final_train_loss = Some(loss);
             let mut metrics = vec![
                 ("train_loss".to_string(), loss),
                 ("lr".into(), lr),
-                ("grad_norm".into(), scalar(norm.inner())),
+                ("grad_norm".into(), grad_norm),
                 ("tokens_per_s".into(), speed),
-                ("step_ms".into(), step_start.elapsed().as_secs_f64() * 1e3),
+                ("step_ms".into(), elapsed * 1e3 / steps.max(1.0)),
             ];
             if let Some(rss) = rss_mb() {
                 metrics.push(("rss_mb".into(), rss));
             }
-            if config.model.ffn.unit != Unit::Mlp {
-                for (i, a) in model.alphas(alpha, &device).into_iter().enumerate() {
-                    metrics.push((format!("alpha.{i}"), scalar(a.inner())));
-                }
+            for (i, a) in values[2..].iter().enumerate() {
+                metrics.push((format!("alpha.{i}"), *a));
             }
             let t_ms = ms();
             recorder.metrics(
@@ -457,13 +468,6 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
                     })
                     .collect(),
             );
-            recorder.progress(&Progress {
-                step: done,
-                steps: t.steps,
-                train_loss: Some(loss),
-                val_loss: summary.final_val_loss,
-                tokens_per_s: Some(speed),
-            });
         }
 
         let mut val = None;
@@ -497,8 +501,23 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
                 },
             ]);
         }
-        if (t.checkpoint_every > 0 && done.is_multiple_of(t.checkpoint_every)) || done == t.steps {
+        if log {
+            recorder.progress(&Progress {
+                step: done,
+                steps: t.steps,
+                train_loss: summary.final_train_loss,
+                val_loss: summary.final_val_loss,
+                tokens_per_s: speeds.last().copied(),
+            });
+        }
+        let checkpoint =
+            (t.checkpoint_every > 0 && done.is_multiple_of(t.checkpoint_every)) || done == t.steps;
+        if checkpoint {
             save(&model, &optim, &state, val, recorder)?;
+        }
+        if checkpoint || val.is_some() {
+            // Evaluating and saving are not training: the next speed interval starts after them.
+            last_log.0 = Instant::now();
         }
     }
     summary.wall_s = started.elapsed().as_secs_f64();

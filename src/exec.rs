@@ -2,6 +2,8 @@
 //! records what happened. A failing run is recorded and the queue goes on.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::store::{self, CheckpointRow, MetricWriter, RunRow, Store, SummaryRow};
 use crate::sweep::RunSpec;
@@ -38,12 +40,27 @@ struct StoreRecorder<'a> {
     index: usize,
     keep_last: usize,
     keep_best: bool,
+    stop: &'a AtomicBool,
     observer: &'a mut dyn Observer,
 }
 
 impl Recorder for StoreRecorder<'_> {
     fn started(&mut self, backend: &str, adapter: &str, _tokenizer: &serde_json::Value) {
-        if let Err(e) = self.store.set_device(self.run.id, backend, adapter) {
+        let executed = serde_json::json!({
+            "xp_version": env!("CARGO_PKG_VERSION"),
+            "burn_version": train::BURN_VERSION,
+            "host": host(),
+            "pid": std::process::id(),
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+            "backend": backend,
+            "adapter": adapter,
+            "attempt": self.run.attempts,
+        });
+        if let Err(e) = self
+            .store
+            .set_device(self.run.id, backend, adapter, &executed)
+        {
             tracing::warn!("cannot record the device of {}: {e}", self.run.name());
         }
         self.observer
@@ -86,6 +103,10 @@ impl Recorder for StoreRecorder<'_> {
         }
         self.observer.progress(&self.run, progress);
     }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
 }
 
 /// Counts of what the queue did.
@@ -94,39 +115,154 @@ pub struct Report {
     pub completed: usize,
     pub failed: usize,
     pub interrupted: usize,
+    /// Runs found `running` under a process that died, marked interrupted to be resumed.
+    pub recovered: usize,
+    /// The stop flag ended the queue (Ctrl-C), whether or not a run was under way.
+    pub stopped: bool,
 }
 
-/// Runs the experiment's queue to its end. `specs` are the validated specs of the plan just
-/// made; a queued run not among them (left by an earlier manifest) uses its stored spec.
+/// Which runs a queue takes.
+#[derive(Debug, Clone)]
+pub enum Queue<'a> {
+    /// An experiment's queued and interrupted runs, in plan order.
+    Experiment(&'a str),
+    /// One run, whatever experiment it is in (`xp resume`).
+    Run(i64),
+}
+
+/// How often a running process marks itself alive.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// A run on another host (or without a pid) whose heartbeat is older than this is dead.
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// Whether the process executing a `running` run is still there.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Liveness {
+    Alive,
+    /// Dead, with why we think so.
+    Dead(String),
+}
+
+/// This machine's name as runs record it.
+pub fn host() -> Option<String> {
+    sysinfo::System::host_name().ok()
+}
+
+fn seconds_since(stamp: Option<&str>) -> Option<f64> {
+    let t = chrono::DateTime::parse_from_rfc3339(stamp?).ok()?;
+    Some((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1e3)
+}
+
+/// Judges a `running` run: on this host by its pid (a pid that started after the run was
+/// claimed is another process that reused the number), elsewhere by its heartbeat.
+pub fn liveness(run: &RunRow, this_host: Option<&str>) -> Liveness {
+    let silent = seconds_since(run.heartbeat_at.as_deref());
+    let same_host = run.host.is_some() && run.host.as_deref() == this_host;
+    // Where processes cannot be listed, the heartbeat alone decides.
+    let processes = sysinfo::System::new().ok().filter(|_| same_host);
+    if let (Some(pid), Some(mut sys)) = (run.pid, processes) {
+        use sysinfo::{Pid, ProcessStatus, ProcessesToUpdate};
+        let pid32 = Pid::from_u32(pid as u32);
+        sys.refresh_processes(ProcessesToUpdate::Some(&[pid32]), true);
+        let claimed = run
+            .claimed_at
+            .as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.timestamp());
+        let alive = sys.process(pid32).is_some_and(|p| {
+            !matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead)
+                && claimed.is_none_or(|c| p.start_time() as i64 <= c + 1)
+        });
+        return if alive {
+            Liveness::Alive
+        } else {
+            Liveness::Dead(format!(
+                "its process {pid} on {} is gone",
+                run.host.as_deref().unwrap_or("this host")
+            ))
+        };
+    }
+    match silent {
+        Some(s) if s > STALE_AFTER.as_secs_f64() => Liveness::Dead(format!(
+            "no heartbeat from {} for {:.0} s",
+            run.host.as_deref().unwrap_or("its host"),
+            s
+        )),
+        None => Liveness::Dead("it never sent a heartbeat".into()),
+        _ => Liveness::Alive,
+    }
+}
+
+/// Marks every `running` run whose process died as interrupted, so that it is resumed from
+/// its last checkpoint; returns the runs recovered with the reason.
+pub fn recover_stale(store: &Store) -> Result<Vec<(RunRow, String)>, store::Error> {
+    let here = host();
+    let mut out = Vec::new();
+    for run in store.running()? {
+        if let Liveness::Dead(why) = liveness(&run, here.as_deref()) {
+            let reason = format!("interrupted at step {}: {why}", run.step);
+            if store.recover(&run, &reason)? {
+                tracing::info!("{} recovered: {reason}", run.name());
+                out.push((run, reason));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Options of one queue execution.
+pub struct Options<'a> {
+    pub fail_fast: bool,
+    /// Set (by Ctrl-C) to end the current run at its next step boundary, with a checkpoint.
+    pub stop: &'a AtomicBool,
+}
+
+/// Runs a queue to its end. `specs` are the validated specs of the plan just made; a queued
+/// run not among them (left by an earlier manifest) uses its stored spec.
 pub fn execute(
     store: &mut Store,
-    experiment: &str,
+    queue: Queue<'_>,
     specs: &[RunSpec],
     base_dir: &Path,
-    fail_fast: bool,
+    options: &Options<'_>,
     observer: &mut dyn Observer,
 ) -> Result<Report, store::Error> {
-    let mut report = Report::default();
-    let host = sysinfo::System::host_name().ok();
+    let mut report = Report {
+        recovered: recover_stale(store)?.len(),
+        ..Report::default()
+    };
+    let host = host();
     let mut index = 0;
-    while let Some(run) = store.claim_next(experiment, host.as_deref())? {
+    loop {
+        if options.stop.load(Ordering::SeqCst) {
+            report.stopped = true;
+            break;
+        }
+        let claimed = match queue {
+            Queue::Experiment(name) => store.claim_next(name, host.as_deref())?,
+            Queue::Run(id) if index == 0 => store.claim(id, host.as_deref())?,
+            Queue::Run(_) => None,
+        };
+        let Some(run) = claimed else { break };
         index += 1;
         let spec = match specs.iter().find(|s| s.key == run.key) {
             Some(s) => s.clone(),
             None => match serde_json::from_value::<RunSpec>(run.spec.clone()) {
                 Ok(s) => s,
                 Err(e) => {
+                    let outcome = Outcome::Failed(format!("stored spec unreadable: {e}"));
                     store.finish(
                         run.id,
                         "failed",
                         Some(&format!("stored spec unreadable: {e}")),
                     )?;
                     report.failed += 1;
+                    observer.run_finished(&run, &outcome);
                     continue;
                 }
             },
         };
-        let outcome = run_one(store, &run, &spec, base_dir, index, observer)?;
+        let outcome = run_one(store, &run, &spec, base_dir, index, options.stop, observer)?;
         match &outcome {
             Outcome::Completed(summary) => {
                 store.set_summary(
@@ -148,19 +284,69 @@ pub fn execute(
                 store.finish(run.id, "failed", Some(error))?;
                 report.failed += 1;
             }
-            Outcome::Interrupted(_) => {
-                store.finish(run.id, "interrupted", None)?;
+            Outcome::Interrupted(step) => {
+                store.heartbeat(run.id, *step)?;
+                store.finish(
+                    run.id,
+                    "interrupted",
+                    Some(&format!("interrupted at step {step} by the user")),
+                )?;
                 report.interrupted += 1;
             }
         }
         observer.run_finished(&run, &outcome);
-        if matches!(outcome, Outcome::Interrupted(_))
-            || (fail_fast && matches!(outcome, Outcome::Failed(_)))
-        {
+        if matches!(outcome, Outcome::Interrupted(_)) {
+            report.stopped = true;
+            break;
+        }
+        if options.fail_fast && matches!(outcome, Outcome::Failed(_)) {
             break;
         }
     }
     Ok(report)
+}
+
+/// Keeps a run's heartbeat fresh from its own thread and connection while it trains, so
+/// that a long first step (shader compilation) never looks like a dead process.
+struct Heartbeat {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(db: &Path, run: i64) -> Heartbeat {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let db = db.to_path_buf();
+        let handle = std::thread::spawn(move || {
+            let store = match Store::open_existing(&db) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("heartbeat of run-{run} cannot open the store: {e}");
+                    return;
+                }
+            };
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(HEARTBEAT_EVERY)
+            {
+                if let Err(e) = store.touch(run) {
+                    tracing::warn!("heartbeat of run-{run}: {e}");
+                }
+            }
+        });
+        Heartbeat {
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 fn run_one(
@@ -169,6 +355,7 @@ fn run_one(
     spec: &RunSpec,
     base_dir: &Path,
     index: usize,
+    stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Result<Outcome, store::Error> {
     // Resume from the newest checkpoint; metrics recorded after it are recorded again.
@@ -177,9 +364,9 @@ fn run_one(
         .into_iter()
         .last()
         .filter(|c| Path::new(&c.path).join("state.json").exists());
-    if let Some(c) = &resume {
-        store.truncate_metrics(run.id, c.step)?;
-    }
+    // Metrics after the checkpoint resumed from (all of them without one) are recorded again.
+    store.truncate_metrics(run.id, resume.as_ref().map_or(-1, |c| c.step))?;
+    let _heartbeat = Heartbeat::start(store.path(), run.id);
     let writer = MetricWriter::open(store.path())?;
     let job = train::Job {
         spec,
@@ -194,6 +381,7 @@ fn run_one(
         index,
         keep_last: spec.config.train.keep_last as usize,
         keep_best: spec.config.train.keep_best,
+        stop,
         observer,
     };
     // A panic inside the backend fails this run, not the queue.

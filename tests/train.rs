@@ -9,33 +9,8 @@ use common::{output, xp};
 use xp::manifest::profiles::Machine;
 use xp::train::{Metric, Progress, Recorder, Saved};
 
-/// A small, repetitive corpus: enough for the loss to fall within a few dozen steps.
-fn corpus(dir: &Path) -> PathBuf {
-    let lines = [
-        "First Citizen:\nBefore we proceed any further, hear me speak.\n\n",
-        "All:\nSpeak, speak.\n\n",
-        "First Citizen:\nYou are all resolved rather to die than to famish?\n\n",
-        "All:\nResolved. resolved.\n\n",
-    ];
-    let text: String = (0..60).map(|i| lines[i % lines.len()]).collect();
-    let path = dir.join("corpus.txt");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn manifest(dir: &Path, extra: &str) -> PathBuf {
-    corpus(dir);
-    let text = format!(
-        "[model]\npreset = \"tiny\"\nlayers = 1\ndim = 32\nheads = 2\nblock_size = 32\ndropout = 0.1\n\
-         ffn = {{ unit = \"glu\", alpha = \"learnable\" }}\n\
-         [data]\npath = \"corpus.txt\"\n\
-         [train]\nsteps = 40\nbatch_size = 8\nlr = 3e-3\nmin_lr = 3e-4\nwarmup_steps = 4\n\
-         eval_every = 20\neval_batches = 4\ncheckpoint_every = 20\nlog_every = 5\n\
-         [hardware]\nprofile = \"cpu\"\n{extra}"
-    );
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::tiny_manifest(dir, extra)
 }
 
 fn metric(db: &Path, name: &str) -> Vec<(i64, f64)> {
@@ -139,7 +114,7 @@ fn a_failing_run_is_recorded_and_the_queue_goes_on() {
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.contains("1 completed, 1 failed"), "{stdout}");
     let (_, status, _) = output(xp(&db).arg("status"));
-    assert!(status.contains("failed  run-1"), "{status}");
+    assert!(status.contains("failed run-1"), "{status}");
     assert!(status.contains("no CUDA backend"), "{status}");
 }
 

@@ -1,9 +1,14 @@
 //! The command line: argument parsing, dispatch, and the one place errors become messages and exit codes.
 
+mod bench;
+mod chart;
 mod compare;
 mod completions;
+mod export;
 mod plan;
 mod profiles;
+mod progress;
+mod resume;
 mod run;
 mod runs;
 mod sample;
@@ -31,6 +36,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad input: an invalid manifest, flag, run name or database file.
     pub const BAD_INPUT: u8 = 2;
+    /// Stopped by Ctrl-C (or SIGTERM): 128 + SIGINT, as shells expect.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Debug, Parser)]
@@ -62,6 +69,8 @@ enum Command {
     Plan(plan::Args),
     /// Plan a manifest, queue its runs and execute them.
     Run(run::Args),
+    /// Resume one interrupted, failed or orphaned run from its last checkpoint.
+    Resume(resume::Args),
     /// What is queued, running, done and failed.
     Status(status::Args),
     /// What differs between runs.
@@ -70,6 +79,10 @@ enum Command {
     Runs(runs::Args),
     /// Everything recorded about one run.
     Show(show::Args),
+    /// Write metrics or summaries as CSV or JSON Lines.
+    Export(export::Args),
+    /// Measure xp itself: the run store's ingest and size.
+    Bench(bench::Args),
     /// Generate text from a run's checkpoint.
     Sample(sample::Args),
     /// Print the manifest JSON schema.
@@ -89,6 +102,14 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("{0}")]
     Usage(String),
+    /// A bad `--where` or `--sort` expression, with the column of the problem.
+    #[error("{flag}: column {column}: {message}")]
+    Query {
+        flag: &'static str,
+        text: String,
+        column: usize,
+        message: String,
+    },
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -145,7 +166,10 @@ pub fn main() -> ExitCode {
         Command::Validate(a) => validate::run(a, &ctx),
         Command::Plan(a) => plan::run(a, &ctx),
         Command::Run(a) => run::run(a, &ctx),
+        Command::Resume(a) => resume::run(a, &ctx),
         Command::Status(a) => status::run(a, &ctx),
+        Command::Export(a) => export::run(a, &ctx),
+        Command::Bench(a) => bench::run(a, &ctx),
         Command::Compare(a) => compare::run(a, &ctx),
         Command::Runs(a) => runs::run(a, &ctx),
         Command::Show(a) => show::run(a, &ctx),
@@ -169,6 +193,13 @@ fn report(error: &Error, ctx: &Context) -> u8 {
             exit::BAD_INPUT
         }
         Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Error::Query { text, column, .. } => {
+            // The expression with a caret under the column, as a compiler would show it.
+            let _ = writeln!(stderr, "error: {error}");
+            let _ = writeln!(stderr, "  {text}");
+            let _ = writeln!(stderr, "  {}^", " ".repeat(column.saturating_sub(1)));
+            exit::BAD_INPUT
+        }
         other => {
             let _ = writeln!(stderr, "error: {other}");
             match other {
@@ -291,6 +322,38 @@ pub fn write_csv(
         )?;
     }
     Ok(())
+}
+
+/// Parses a `--where` expression and compiles it to SQL, or says where it is wrong.
+pub fn compile_where(text: &str) -> Result<store::query::Sql> {
+    let fail = |column: usize, message: String| Error::Query {
+        flag: "--where",
+        text: text.to_string(),
+        column,
+        message,
+    };
+    let expr = sweep::Expr::parse(text).map_err(|e| fail(e.column, e.message))?;
+    store::query::compile(&expr).map_err(|e| fail(e.column, e.message))
+}
+
+/// Compiles a `--sort` key, or says what is wrong with it.
+pub fn compile_sort(text: &str) -> Result<store::query::Sql> {
+    store::query::order_by(text).map_err(|e| Error::Query {
+        flag: "--sort",
+        text: text.to_string(),
+        column: e.column,
+        message: e.message,
+    })
+}
+
+/// Seconds as a short duration: "42s", "3m 05s", "2h 10m".
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
 }
 
 /// 1234567 → "1.23M".

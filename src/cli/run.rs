@@ -5,12 +5,11 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{Context, Result, exit, load_and_plan, si};
-use crate::exec;
+use super::{Context, Result, exit, load_and_plan, progress};
+use crate::exec::{self, Queue};
 use crate::manifest::layers;
-use crate::store::{Provenance, RunFilter, RunRow};
+use crate::store::{Provenance, RunFilter, Store};
 use crate::sweep::{self, Plan};
-use crate::train::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,52 +24,10 @@ pub struct Args {
     /// Stop the queue at the first failed run.
     #[arg(long)]
     fail_fast: bool,
-}
-
-/// Plain progress lines on stderr.
-struct Lines {
-    total: usize,
-}
-
-impl exec::Observer for Lines {
-    fn run_started(&mut self, run: &RunRow, index: usize, backend: &str, adapter: &str) {
-        eprintln!(
-            "[{index}/{}] {} started on {backend} ({adapter})",
-            self.total,
-            run.name()
-        );
-    }
-
-    fn progress(&mut self, run: &RunRow, p: &Progress) {
-        let mut line = format!("{} step {}/{}", run.name(), p.step, p.steps);
-        if let Some(l) = p.train_loss {
-            line.push_str(&format!("  loss {l:.4}"));
-        }
-        if let Some(v) = p.val_loss {
-            line.push_str(&format!("  val {v:.4}"));
-        }
-        if let Some(s) = p.tokens_per_s {
-            line.push_str(&format!("  {} tok/s", si(s.round())));
-        }
-        eprintln!("{line}");
-    }
-
-    fn run_finished(&mut self, run: &RunRow, outcome: &exec::Outcome) {
-        match outcome {
-            exec::Outcome::Completed(s) => eprintln!(
-                "{} completed: best val loss {} in {:.1} s",
-                run.name(),
-                s.best_val_loss
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or_else(|| "—".into()),
-                s.wall_s
-            ),
-            exec::Outcome::Failed(e) => eprintln!("{} failed: {e}", run.name()),
-            exec::Outcome::Interrupted(step) => {
-                eprintln!("{} interrupted at step {step}", run.name())
-            }
-        }
-    }
+    /// Put the experiment's failed runs back in the queue first (they resume from their last
+    /// checkpoint).
+    #[arg(long)]
+    retry_failed: bool,
 }
 
 /// Per run, which layer gave each setting (swept settings say so).
@@ -134,35 +91,94 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         plan.runs.len(),
         if plan.runs.len() == 1 { "" } else { "s" }
     )?;
+    if args.retry_failed {
+        let n = store.requeue_failed(&plan.experiment.name)?;
+        writeln!(
+            out,
+            "re-queued {n} failed run{}",
+            if n == 1 { "" } else { "s" }
+        )?;
+    }
     if args.queue_only {
         return Ok(exit::OK);
     }
     out.flush()?;
-    let pending = store
-        .runs(&RunFilter {
-            experiment: Some(plan.experiment.name.clone()),
-            status: None,
-        })?
-        .iter()
-        .filter(|r| r.status == "queued" || r.status == "interrupted")
-        .count();
-    let mut observer = Lines { total: pending };
-    let report = exec::execute(
+    let report = execute(
         &mut store,
-        &plan.experiment.name,
+        Queue::Experiment(&plan.experiment.name),
         &plan.runs,
         &loaded.base_dir(),
         args.fail_fast,
-        &mut observer,
+        ctx,
     )?;
     writeln!(
         out,
-        "experiment {}: {} completed, {} failed, {} interrupted",
-        plan.experiment.name, report.completed, report.failed, report.interrupted
+        "experiment {}: {} completed, {} failed, {} interrupted{}",
+        plan.experiment.name,
+        report.completed,
+        report.failed,
+        report.interrupted,
+        if report.recovered > 0 {
+            format!(
+                " ({} orphaned by a dead process, resumed)",
+                report.recovered
+            )
+        } else {
+            String::new()
+        }
     )?;
-    Ok(if report.failed > 0 {
+    Ok(code(&report))
+}
+
+/// The exit code of a queue: interrupted beats failed beats ok.
+pub fn code(report: &exec::Report) -> u8 {
+    if report.stopped || report.interrupted > 0 {
+        exit::INTERRUPTED
+    } else if report.failed > 0 {
         exit::FAILURE
     } else {
         exit::OK
-    })
+    }
+}
+
+/// Executes a queue with progress on stderr and Ctrl-C handling.
+pub fn execute(
+    store: &mut Store,
+    queue: Queue<'_>,
+    specs: &[sweep::RunSpec],
+    base_dir: &std::path::Path,
+    fail_fast: bool,
+    ctx: &Context,
+) -> Result<exec::Report> {
+    let recovered = exec::recover_stale(store)?;
+    for (run, reason) in &recovered {
+        eprintln!(
+            "{} was left running: {reason}; it resumes from its last checkpoint",
+            run.name()
+        );
+    }
+    let pending: Vec<_> = match queue {
+        Queue::Experiment(name) => store
+            .runs(&RunFilter {
+                experiment: Some(name.to_string()),
+                ..RunFilter::default()
+            })?
+            .into_iter()
+            .filter(|r| matches!(r.status.as_str(), "queued" | "interrupted"))
+            .collect(),
+        Queue::Run(id) => vec![store.run(&id.to_string())?],
+    };
+    let steps: u64 = pending
+        .iter()
+        .map(|r| (r.steps_total - r.step).max(0) as u64)
+        .sum();
+    let stop = progress::interrupt_flag(ctx.db.clone())?;
+    let mut observer = progress::observer(pending.len(), steps);
+    let options = exec::Options {
+        fail_fast,
+        stop: &stop,
+    };
+    let mut report = exec::execute(store, queue, specs, base_dir, &options, observer.as_mut())?;
+    report.recovered += recovered.len();
+    Ok(report)
 }

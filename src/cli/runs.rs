@@ -1,9 +1,12 @@
-//! `xp runs`: list runs, filtered by experiment and status.
+//! `xp runs`: list runs, filtered by experiment, state and a `--where` expression, sorted by
+//! any config key or summary metric.
 
 use std::io::Write;
 
-use super::{Context, Format, Result, exit, write_csv, write_table};
-use crate::store::{RunFilter, RunRow, STATUSES};
+use super::{
+    Context, Format, Result, compile_sort, compile_where, exit, si, write_csv, write_table,
+};
+use crate::store::{Listed, RunFilter, RunRow, STATUSES};
 use crate::sweep;
 
 #[derive(Debug, clap::Args)]
@@ -14,11 +17,23 @@ pub struct Args {
     /// Only runs in this state.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(STATUSES))]
     status: Option<String>,
+    /// Only runs matching this expression over config keys, summary metrics and run fields,
+    /// e.g. "model.ffn.unit = 'glu' and (best_val_loss < 1.6 or train.lr >= 1e-3)".
+    #[arg(long = "where", value_name = "EXPR")]
+    condition: Option<String>,
+    /// Sort by a key (as in --where), ascending; KEY:desc for descending. Runs without a
+    /// value come last.
+    #[arg(long, value_name = "KEY[:desc]")]
+    sort: Option<String>,
+    /// At most this many runs.
+    #[arg(long)]
+    limit: Option<usize>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
 
-fn swept(run: &RunRow) -> String {
+/// The swept settings of a run, as `key=value` pairs.
+pub fn swept(run: &RunRow) -> String {
     run.spec["swept"]
         .as_array()
         .map(|pairs| {
@@ -38,23 +53,47 @@ fn swept(run: &RunRow) -> String {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
+    let condition = args.condition.as_deref().map(compile_where).transpose()?;
+    let order = args.sort.as_deref().map(compile_sort).transpose()?;
     let store = ctx.open_existing_store()?;
-    let runs = store.runs(&RunFilter {
-        experiment: args.experiment,
-        status: args.status,
-    })?;
+    let runs: Vec<Listed> = store.query(
+        &RunFilter {
+            experiment: args.experiment,
+            status: args.status,
+            newest_first: false,
+            limit: args.limit,
+        },
+        condition.as_ref(),
+        order.as_ref(),
+    )?;
     let mut out = std::io::stdout().lock();
-    let header: Vec<String> = ["run", "experiment", "status", "step", "key", "swept"]
-        .map(String::from)
-        .to_vec();
+    let header: Vec<String> = [
+        "run",
+        "experiment",
+        "status",
+        "step",
+        "best val",
+        "tok/s",
+        "key",
+        "swept",
+    ]
+    .map(String::from)
+    .to_vec();
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
     let rows: Vec<Vec<String>> = runs
         .iter()
-        .map(|r| {
+        .map(|l| {
+            let r = &l.run;
+            let s = l.summary.clone().unwrap_or_default();
             vec![
                 r.name(),
                 r.experiment.clone(),
                 r.status.clone(),
                 format!("{}/{}", r.step, r.steps_total),
+                f(s.best_val_loss),
+                s.median_tokens_per_s
+                    .map(|v| si(v.round()))
+                    .unwrap_or_else(|| "—".into()),
                 r.key[..10].to_string(),
                 swept(r),
             ]
@@ -68,7 +107,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         }
         Format::Csv => write_csv(&mut out, &header, &rows)?,
         Format::Table => {
-            write_table(&mut out, header, rows)?;
+            if rows.is_empty() {
+                writeln!(out, "no runs match")?;
+            } else {
+                write_table(&mut out, header, rows)?;
+            }
         }
     }
     Ok(exit::OK)

@@ -27,6 +27,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         return Ok(exit::OK);
     }
     writeln!(out, "{}  {}  ({})", r.name(), r.status, r.experiment)?;
+    let executed = &r.provenance["executed"];
+    let text = |v: &serde_json::Value| v.as_str().map(String::from);
+    let liveness = (r.status == "running").then(|| {
+        match crate::exec::liveness(&r, crate::exec::host().as_deref()) {
+            crate::exec::Liveness::Alive => "alive".to_string(),
+            crate::exec::Liveness::Dead(why) => format!("orphaned: {why}"),
+        }
+    });
     let dirty = match r.git_dirty {
         Some(true) => " (dirty)",
         _ => "",
@@ -45,9 +53,30 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         ("created", Some(r.created_at.clone())),
         ("started", r.started_at.clone()),
         ("finished", r.finished_at.clone()),
-        ("host", r.host.clone()),
+        ("heartbeat", r.heartbeat_at.clone()),
+        ("process", liveness),
+        ("attempts", (r.attempts > 0).then(|| r.attempts.to_string())),
+        (
+            "host",
+            r.host
+                .clone()
+                .map(|h| match r.pid {
+                    Some(pid) => format!("{h} (pid {pid})"),
+                    None => h,
+                })
+                .map(|h| match text(&executed["os"]) {
+                    Some(os) => {
+                        format!("{h}, {os}/{}", text(&executed["arch"]).unwrap_or_default())
+                    }
+                    None => h,
+                }),
+        ),
         ("git", r.git_commit.as_ref().map(|c| format!("{c}{dirty}"))),
-        ("xp", r.provenance["xp_version"].as_str().map(String::from)),
+        (
+            "xp",
+            text(&executed["xp_version"]).or_else(|| text(&r.provenance["xp_version"])),
+        ),
+        ("burn", text(&executed["burn_version"])),
         ("backend", r.backend.clone()),
         ("adapter", r.adapter.clone()),
         (
@@ -78,6 +107,19 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                 .map(|v| format!("{v:.1}"))
                 .unwrap_or_else(|| "—".into()),
         )?;
+    }
+    let names = store.metric_names(r.id)?;
+    if !names.is_empty() {
+        let mut latest = Vec::new();
+        for name in &names {
+            if let Some((step, v)) = store.latest_metric(r.id, name)? {
+                latest.push(format!(
+                    "{name} {} @{step}",
+                    sweep::short(&serde_json::json!(v))
+                ));
+            }
+        }
+        writeln!(out, "  metrics   {}", latest.join(", "))?;
     }
     for c in store.checkpoints(r.id)? {
         let val = c

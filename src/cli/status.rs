@@ -1,34 +1,132 @@
-//! `xp status`: per experiment, how many runs are queued, running, done and failed.
+//! `xp status`: per experiment, how many runs are queued, running, done and failed; the
+//! running runs with their progress and ETA; the latest failures.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
-use super::{Context, Result, exit, table};
-use crate::store::{RunFilter, STATUSES};
+use serde::Serialize;
+
+use super::{Context, Format, Result, duration, exit, si, table, write_json};
+use crate::exec::{self, Liveness};
+use crate::store::{ExperimentCounts, RunFilter, RunRow, STATUSES, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this experiment.
     #[arg(long)]
     experiment: Option<String>,
+    /// Redraw every N seconds (default 2) until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    watch: Option<f64>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
 }
 
-pub fn run(args: Args, ctx: &Context) -> Result<u8> {
-    let store = ctx.open_existing_store()?;
-    let mut out = std::io::stdout().lock();
-    let counts: Vec<_> = store
+/// A running run as status reports it.
+#[derive(Debug, Serialize)]
+struct Running {
+    run: String,
+    experiment: String,
+    step: i64,
+    steps: i64,
+    train_loss: Option<f64>,
+    val_loss: Option<f64>,
+    tokens_per_s: Option<f64>,
+    eta_s: Option<f64>,
+    host: Option<String>,
+    pid: Option<i64>,
+    /// Why the run's process is believed dead, if it is.
+    stale: Option<String>,
+}
+
+/// A run that ended badly, with the first line of its error.
+#[derive(Debug, Serialize)]
+struct Ended {
+    run: String,
+    experiment: String,
+    status: String,
+    step: i64,
+    error: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    experiments: Vec<ExperimentCounts>,
+    running: Vec<Running>,
+    recent_failures: Vec<Ended>,
+    interrupted: Vec<Ended>,
+}
+
+fn gather(store: &Store, experiment: Option<&String>) -> Result<Status> {
+    let experiments: Vec<_> = store
         .counts()?
         .into_iter()
-        .filter(|c| args.experiment.as_ref().is_none_or(|e| *e == c.experiment))
+        .filter(|c| experiment.is_none_or(|e| *e == c.experiment))
         .collect();
-    if counts.is_empty() {
-        writeln!(out, "no runs recorded in {}", store.path().display())?;
-        return Ok(exit::OK);
+    let here = exec::host();
+    let filter = |status: &str, limit| RunFilter {
+        experiment: experiment.cloned(),
+        status: Some(status.into()),
+        newest_first: true,
+        limit,
+    };
+    let mut running = Vec::new();
+    for r in store.runs(&filter("running", None))? {
+        let last = |name| store.latest_metric(r.id, name).map(|m| m.map(|(_, v)| v));
+        let step_ms = last("step_ms")?;
+        running.push(Running {
+            run: r.name(),
+            experiment: r.experiment.clone(),
+            step: r.step,
+            steps: r.steps_total,
+            train_loss: last("train_loss")?,
+            val_loss: last("val_loss")?,
+            tokens_per_s: last("tokens_per_s")?,
+            eta_s: step_ms.map(|ms| ms / 1e3 * (r.steps_total - r.step).max(0) as f64),
+            stale: match exec::liveness(&r, here.as_deref()) {
+                Liveness::Alive => None,
+                Liveness::Dead(why) => Some(why),
+            },
+            host: r.host,
+            pid: r.pid,
+        });
+    }
+    let ended = |r: RunRow| Ended {
+        run: r.name(),
+        experiment: r.experiment,
+        status: r.status,
+        step: r.step,
+        error: r
+            .error
+            .as_deref()
+            .and_then(|e| e.lines().next())
+            .unwrap_or("no error recorded")
+            .to_string(),
+    };
+    Ok(Status {
+        experiments,
+        running,
+        recent_failures: store
+            .runs(&filter("failed", Some(5)))?
+            .into_iter()
+            .map(ended)
+            .collect(),
+        interrupted: store
+            .runs(&filter("interrupted", Some(5)))?
+            .into_iter()
+            .map(ended)
+            .collect(),
+    })
+}
+
+fn render(status: &Status, store: &Store, out: &mut impl Write) -> std::io::Result<()> {
+    if status.experiments.is_empty() {
+        return writeln!(out, "no runs recorded in {}", store.path().display());
     }
     let mut header = vec!["experiment".to_string()];
     header.extend(STATUSES.iter().map(|s| s.to_string()));
     header.push("total".into());
     let mut t = table(header);
-    for c in &counts {
+    for c in &status.experiments {
         let mut row = vec![c.experiment.clone()];
         for s in STATUSES {
             row.push(
@@ -43,31 +141,83 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         t.add_row(row);
     }
     writeln!(out, "{t}")?;
-    let filter = RunFilter {
-        experiment: args.experiment.clone(),
-        status: None,
-    };
-    let runs = store.runs(&filter)?;
-    for r in runs.iter().filter(|r| r.status == "running") {
-        writeln!(
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
+    for r in &status.running {
+        let pct = if r.steps > 0 {
+            100.0 * r.step as f64 / r.steps as f64
+        } else {
+            0.0
+        };
+        write!(
             out,
-            "running {} ({}): step {}/{}",
-            r.name(),
+            "running {} ({}): step {}/{} ({pct:.0}%)  train {}  val {}",
+            r.run,
             r.experiment,
             r.step,
-            r.steps_total
+            r.steps,
+            f(r.train_loss),
+            f(r.val_loss)
         )?;
+        if let Some(s) = r.tokens_per_s {
+            write!(out, "  {} tok/s", si(s.round()))?;
+        }
+        match &r.stale {
+            Some(why) => writeln!(
+                out,
+                "\n        orphaned: {why}; the next `xp run` (or `xp resume {}`) resumes it",
+                r.run
+            )?,
+            None => writeln!(
+                out,
+                "  eta {}",
+                r.eta_s.map(duration).unwrap_or_else(|| "—".into())
+            )?,
+        }
     }
-    let failed: Vec<_> = runs.iter().filter(|r| r.status == "failed").collect();
-    for r in failed.iter().rev().take(5) {
-        let error = r.error.as_deref().unwrap_or("no error recorded");
+    for r in &status.interrupted {
         writeln!(
             out,
-            "failed  {} ({}): {}",
-            r.name(),
-            r.experiment,
-            error.lines().next().unwrap_or_default()
+            "interrupted {} ({}) at step {}: {}; `xp resume {}` goes on",
+            r.run, r.experiment, r.step, r.error, r.run
         )?;
     }
-    Ok(exit::OK)
+    for r in &status.recent_failures {
+        writeln!(out, "failed {} ({}): {}", r.run, r.experiment, r.error)?;
+    }
+    Ok(())
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<u8> {
+    let store = ctx.open_existing_store()?;
+    let mut out = std::io::stdout().lock();
+    let Some(every) = args.watch else {
+        let status = gather(&store, args.experiment.as_ref())?;
+        match args.format {
+            Format::Json => write_json(&mut out, &status)?,
+            _ => render(&status, &store, &mut out)?,
+        }
+        return Ok(exit::OK);
+    };
+    let every = std::time::Duration::from_secs_f64(every.clamp(0.2, 3600.0));
+    let terminal = std::io::stdout().is_terminal();
+    if terminal {
+        out.write_all(b"\x1b[2J")?;
+    }
+    loop {
+        let status = gather(&store, args.experiment.as_ref())?;
+        let mut frame = Vec::new();
+        render(&status, &store, &mut frame)?;
+        if terminal {
+            // Home and clear-to-end, so the frame is redrawn in place without flicker.
+            out.write_all(b"\x1b[H")?;
+            let text = String::from_utf8_lossy(&frame).replace('\n', "\x1b[K\n");
+            out.write_all(text.as_bytes())?;
+            out.write_all(b"\x1b[J")?;
+        } else {
+            out.write_all(&frame)?;
+            writeln!(out)?;
+        }
+        out.flush()?;
+        std::thread::sleep(every);
+    }
 }

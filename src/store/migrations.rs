@@ -88,6 +88,12 @@ pub const MIGRATIONS: &[&str] = &[
         params           INTEGER
     );
     "#,
+    // 2: how often a run was started, and when the current attempt claimed it (a pid that
+    // started after that moment is a different process that reused the number).
+    r#"
+    ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN claimed_at TEXT;
+    "#,
 ];
 
 /// The schema version this build of xp writes.

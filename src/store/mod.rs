@@ -1,6 +1,7 @@
 //! The run store: `runs.db` (SQLite, WAL) holding experiments, runs, metrics and checkpoints.
 
 pub mod migrations;
+pub mod query;
 
 use std::path::{Path, PathBuf};
 
@@ -137,6 +138,10 @@ pub struct RunRow {
     pub backend: Option<String>,
     pub adapter: Option<String>,
     pub error: Option<String>,
+    /// How many times the run was started (claimed); more than one means it was resumed.
+    pub attempts: i64,
+    pub heartbeat_at: Option<String>,
+    pub claimed_at: Option<String>,
 }
 
 impl RunRow {
@@ -150,6 +155,9 @@ impl RunRow {
 pub struct RunFilter {
     pub experiment: Option<String>,
     pub status: Option<String>,
+    /// Newest first (by finish, then id) instead of by id.
+    pub newest_first: bool,
+    pub limit: Option<usize>,
 }
 
 /// Per experiment, how many runs are in each state.
@@ -210,7 +218,11 @@ impl Store {
                 known: migrations::LATEST,
             });
         }
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching an existing WAL store to WAL again is skipped: readers never ask for a lock.
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = Store {
@@ -332,11 +344,12 @@ impl Store {
         Ok(out)
     }
 
-    const RUN_COLUMNS: &'static str = "r.id, e.name, r.key, r.plan_index, r.status, r.step, r.steps_total,
+    pub(crate) const RUN_COLUMNS: &'static str = "r.id, e.name, r.key, r.plan_index, r.status, r.step, r.steps_total,
         r.manifest_path, r.manifest_digest, r.spec, r.provenance, r.created_at, r.started_at, r.finished_at,
-        r.host, r.pid, r.git_commit, r.git_dirty, r.backend, r.adapter, r.error";
+        r.host, r.pid, r.git_commit, r.git_dirty, r.backend, r.adapter, r.error, r.attempts, r.heartbeat_at,
+        r.claimed_at";
 
-    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    pub(crate) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         let json = |i: usize| -> rusqlite::Result<Value> {
             let text: String = r.get(i)?;
             Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -363,6 +376,9 @@ impl Store {
             backend: r.get(18)?,
             adapter: r.get(19)?,
             error: r.get(20)?,
+            attempts: r.get(21)?,
+            heartbeat_at: r.get(22)?,
+            claimed_at: r.get(23)?,
         })
     }
 
@@ -373,11 +389,17 @@ impl Store {
              WHERE (?1 IS NULL OR r.id IN (SELECT run_id FROM experiment_runs er JOIN experiments x
                                            ON x.id = er.experiment_id WHERE x.name = ?1))
                AND (?2 IS NULL OR r.status = ?2)
-             ORDER BY r.id",
-            Self::RUN_COLUMNS
+             ORDER BY {} LIMIT ?3",
+            Self::RUN_COLUMNS,
+            if filter.newest_first {
+                "coalesce(r.finished_at, r.heartbeat_at, r.created_at) DESC, r.id DESC"
+            } else {
+                "r.id"
+            }
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![filter.experiment, filter.status], Self::row)?;
+        let limit = filter.limit.map_or(-1, |l| l as i64);
+        let rows = stmt.query_map(params![filter.experiment, filter.status, limit], Self::row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -445,6 +467,100 @@ impl Store {
     }
 }
 
+/// A run listed by a query, with its summary if it has one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub run: RunRow,
+    pub summary: Option<SummaryRow>,
+}
+
+impl Store {
+    /// Runs matching the filter and an optional compiled `--where` condition, in the order of
+    /// an optional compiled `--sort` key (then by id).
+    pub fn query(
+        &self,
+        filter: &RunFilter,
+        condition: Option<&query::Sql>,
+        order: Option<&query::Sql>,
+    ) -> Result<Vec<Listed>> {
+        let mut sql = format!(
+            "SELECT {}, s.run_id, s.best_val_loss, s.final_val_loss, s.final_train_loss,
+                    s.median_tokens_per_s, s.wall_s, s.params
+             FROM runs r JOIN experiments e ON e.id = r.experiment_id
+             LEFT JOIN summaries s ON s.run_id = r.id
+             WHERE (? IS NULL OR r.id IN (SELECT run_id FROM experiment_runs er JOIN experiments x
+                                          ON x.id = er.experiment_id WHERE x.name = ?))
+               AND (? IS NULL OR r.status = ?)",
+            Self::RUN_COLUMNS
+        );
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let text = |v: &Option<String>| match v {
+            Some(s) => rusqlite::types::Value::Text(s.clone()),
+            None => rusqlite::types::Value::Null,
+        };
+        values.extend([text(&filter.experiment), text(&filter.experiment)]);
+        values.extend([text(&filter.status), text(&filter.status)]);
+        if let Some(c) = condition {
+            sql.push_str(" AND ");
+            sql.push_str(&c.text);
+            values.extend(c.params.iter().cloned());
+        }
+        sql.push_str(" ORDER BY ");
+        if let Some(o) = order {
+            sql.push_str(&o.text);
+            sql.push_str(", ");
+            values.extend(o.params.iter().cloned());
+        }
+        sql.push_str("r.id LIMIT ?");
+        values.push(rusqlite::types::Value::Integer(
+            filter.limit.map_or(-1, |l| l as i64),
+        ));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let n = Self::RUN_COLUMNS.split(',').count();
+        let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+            let summary = match r.get::<_, Option<i64>>(n)? {
+                Some(_) => Some(SummaryRow {
+                    best_val_loss: r.get(n + 1)?,
+                    final_val_loss: r.get(n + 2)?,
+                    final_train_loss: r.get(n + 3)?,
+                    median_tokens_per_s: r.get(n + 4)?,
+                    wall_s: r.get(n + 5)?,
+                    params: r.get(n + 6)?,
+                }),
+                None => None,
+            };
+            Ok(Listed {
+                run: Self::row(r)?,
+                summary,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Streams the metrics of the given runs, by run, name and step: (run, name, step, value, t_ms).
+    pub fn each_metric(
+        &self,
+        runs: &[i64],
+        mut f: impl FnMut(i64, &str, i64, f64, i64) -> std::io::Result<()>,
+    ) -> Result<std::io::Result<()>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT n.name, m.step, m.value, m.t_ms FROM metrics m JOIN metric_names n ON n.id = m.name_id
+             WHERE m.run_id = ?1 ORDER BY m.name_id, m.step",
+        )?;
+        for &run in runs {
+            let mut rows = stmt.query([run])?;
+            while let Some(r) = rows.next()? {
+                let name: String = r.get(0)?;
+                if let Err(e) = f(run, &name, r.get(1)?, r.get(2)?, r.get(3)?) {
+                    return Ok(Err(e));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
 /// A checkpoint as recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckpointRow {
@@ -484,21 +600,106 @@ impl Store {
             )
             .optional()?;
         let Some(id) = id else { return Ok(None) };
-        let stamp = now();
-        tx.execute(
-            "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2), heartbeat_at = ?2,
-                 pid = ?3, host = ?4, error = NULL WHERE id = ?1",
-            params![id, stamp, std::process::id() as i64, host],
-        )?;
+        Self::mark_claimed(&tx, id, host)?;
         tx.commit()?;
         Ok(Some(self.run(&id.to_string())?))
     }
 
-    /// Records the device a run got.
-    pub fn set_device(&self, id: i64, backend: &str, adapter: &str) -> Result<()> {
+    fn mark_claimed(tx: &rusqlite::Transaction<'_>, id: i64, host: Option<&str>) -> Result<()> {
+        let stamp = now();
+        tx.execute(
+            "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2), heartbeat_at = ?2,
+                 claimed_at = ?2, attempts = attempts + 1, pid = ?3, host = ?4, error = NULL,
+                 finished_at = NULL
+             WHERE id = ?1",
+            params![id, stamp, std::process::id() as i64, host],
+        )?;
+        Ok(())
+    }
+
+    /// Atomically takes one particular run (for `xp resume`) if it is queued, interrupted or
+    /// failed; `None` when it is in another state by the time the write lock is held.
+    pub fn claim(&mut self, id: i64, host: Option<&str>) -> Result<Option<RunRow>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let status: Option<String> = tx
+            .query_row("SELECT status FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        if !matches!(status.as_deref(), Some("queued" | "interrupted" | "failed")) {
+            return Ok(None);
+        }
+        Self::mark_claimed(&tx, id, host)?;
+        tx.commit()?;
+        Ok(Some(self.run(&id.to_string())?))
+    }
+
+    /// Runs whose state is `running` (alive or not: the caller judges).
+    pub fn running(&self) -> Result<Vec<RunRow>> {
+        self.runs(&RunFilter {
+            status: Some("running".into()),
+            ..RunFilter::default()
+        })
+    }
+
+    /// Marks a run whose process died as interrupted, unless it changed since it was read
+    /// (another process recovered it, or it is alive after all and beat since).
+    pub fn recover(&self, run: &RunRow, reason: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE runs SET status = 'interrupted', error = ?2, finished_at = ?3
+             WHERE id = ?1 AND status = 'running' AND pid IS ?4 AND heartbeat_at IS ?5",
+            params![run.id, reason, now(), run.pid, run.heartbeat_at],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Marks the runs this process is executing as interrupted (on the way out after a
+    /// second Ctrl-C); waits at most two seconds for the write lock.
+    pub fn abandon_own_runs(&self, reason: &str) -> Result<usize> {
+        self.conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        Ok(self.conn.execute(
+            "UPDATE runs SET status = 'interrupted', error = ?1, finished_at = ?2
+             WHERE status = 'running' AND pid = ?3 AND host IS ?4",
+            params![
+                reason,
+                now(),
+                std::process::id() as i64,
+                sysinfo::System::host_name().ok()
+            ],
+        )?)
+    }
+
+    /// Puts an experiment's failed runs back in the queue; returns how many.
+    pub fn requeue_failed(&self, experiment: &str) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE runs SET status = 'queued', finished_at = NULL
+             WHERE status = 'failed' AND id IN (SELECT er.run_id FROM experiment_runs er
+                 JOIN experiments e ON e.id = er.experiment_id WHERE e.name = ?1)",
+            [experiment],
+        )?)
+    }
+
+    /// Liveness only: the run's process is still there (step progress goes through `heartbeat`).
+    pub fn touch(&self, id: i64) -> Result<()> {
         self.conn.execute(
-            "UPDATE runs SET backend = ?2, adapter = ?3 WHERE id = ?1",
-            params![id, backend, adapter],
+            "UPDATE runs SET heartbeat_at = ?2 WHERE id = ?1 AND status = 'running' AND pid = ?3",
+            params![id, now(), std::process::id() as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Records the device a run got and what executed it (`provenance.executed`).
+    pub fn set_device(
+        &self,
+        id: i64,
+        backend: &str,
+        adapter: &str,
+        executed: &Value,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET backend = ?2, adapter = ?3,
+                 provenance = json_set(provenance, '$.executed', json(?4)) WHERE id = ?1",
+            params![id, backend, adapter, executed.to_string()],
         )?;
         Ok(())
     }
@@ -623,6 +824,29 @@ impl Store {
         )?)
     }
 
+    /// The last recorded value of a metric: (step, value).
+    pub fn latest_metric(&self, id: i64, name: &str) -> Result<Option<(i64, f64)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT m.step, m.value FROM metrics m
+                 WHERE m.run_id = ?1 AND m.name_id = (SELECT id FROM metric_names WHERE name = ?2)
+                 ORDER BY m.step DESC LIMIT 1",
+            )?
+            .query_row(params![id, name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// The names of the metrics a run recorded.
+    pub fn metric_names(&self, id: i64) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT n.name FROM metric_names n WHERE EXISTS
+                 (SELECT 1 FROM metrics m WHERE m.run_id = ?1 AND m.name_id = n.id) ORDER BY n.name",
+        )?;
+        let rows = stmt.query_map([id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// One metric's values for a run: (step, value), by step.
     pub fn metric(&self, id: i64, name: &str) -> Result<Vec<(i64, f64)>> {
         let mut stmt = self.conn.prepare_cached(
@@ -632,6 +856,43 @@ impl Store {
         let rows = stmt.query_map(params![id, name], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// Rows per multi-row INSERT: one statement per 128 rows costs a fraction of 128 statements.
+const ROWS_PER_INSERT: usize = 128;
+
+fn write_metric_rows(
+    t: &rusqlite::Transaction<'_>,
+    rows: &[(i64, i64, i64, f64, i64)],
+) -> Result<u64> {
+    let sql = |n: usize| {
+        let mut sql = String::from(
+            "INSERT OR REPLACE INTO metrics (run_id, name_id, step, value, t_ms) VALUES ",
+        );
+        sql.push_str(&vec!["(?, ?, ?, ?, ?)"; n].join(", "));
+        sql
+    };
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut many = t.prepare_cached(&sql(ROWS_PER_INSERT))?;
+        for chunk in &mut chunks {
+            let mut i = 1;
+            for &(run, name, step, value, t_ms) in chunk {
+                many.raw_bind_parameter(i, run)?;
+                many.raw_bind_parameter(i + 1, name)?;
+                many.raw_bind_parameter(i + 2, step)?;
+                many.raw_bind_parameter(i + 3, value)?;
+                many.raw_bind_parameter(i + 4, t_ms)?;
+                i += 5;
+            }
+            many.raw_execute()?;
+        }
+    }
+    let mut one = t.prepare_cached(&sql(1))?;
+    for &(run, name, step, value, t_ms) in chunks.remainder() {
+        one.execute(params![run, name, step, value, t_ms])?;
+    }
+    Ok(rows.len() as u64)
 }
 
 /// Writes metric rows in batched transactions on its own connection and thread, so that the
@@ -658,39 +919,31 @@ impl MetricWriter {
                 let mut batches = vec![first];
                 batches.extend(rx.try_iter());
                 let t = conn.transaction()?;
-                {
-                    let mut insert = t.prepare_cached(
-                        "INSERT OR REPLACE INTO metrics (run_id, name_id, step, value, t_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?;
-                    for (run, rows) in batches {
-                        for (step, name, value, t_ms) in rows {
-                            let name_id = match names.get(&name) {
-                                Some(id) => *id,
-                                None => {
-                                    t.execute(
-                                        "INSERT OR IGNORE INTO metric_names (name) VALUES (?1)",
-                                        [&name],
-                                    )?;
-                                    let id: i64 = t.query_row(
-                                        "SELECT id FROM metric_names WHERE name = ?1",
-                                        [&name],
-                                        |r| r.get(0),
-                                    )?;
-                                    names.insert(name, id);
-                                    id
-                                }
-                            };
-                            insert.execute(params![
-                                run,
-                                name_id,
-                                step as i64,
-                                value,
-                                t_ms as i64
-                            ])?;
-                            written += 1;
-                        }
+                let mut resolved: Vec<(i64, i64, i64, f64, i64)> = Vec::new();
+                for (run, rows) in batches {
+                    for (step, name, value, t_ms) in rows {
+                        let name_id = match names.get(&name) {
+                            Some(id) => *id,
+                            None => {
+                                t.execute(
+                                    "INSERT OR IGNORE INTO metric_names (name) VALUES (?1)",
+                                    [&name],
+                                )?;
+                                let id: i64 = t.query_row(
+                                    "SELECT id FROM metric_names WHERE name = ?1",
+                                    [&name],
+                                    |r| r.get(0),
+                                )?;
+                                names.insert(name, id);
+                                id
+                            }
+                        };
+                        resolved.push((run, name_id, step as i64, value, t_ms as i64));
                     }
                 }
+                // In key order, each insert lands beside the previous one in the b-tree.
+                resolved.sort_unstable_by_key(|r| (r.0, r.1, r.2));
+                written += write_metric_rows(&t, &resolved)?;
                 t.commit()?;
             }
             Ok(written)

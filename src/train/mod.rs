@@ -71,6 +71,10 @@ pub struct Progress {
     pub tokens_per_s: Option<f64>,
 }
 
+/// The burn release xp is built with, recorded with every run (a test keeps it in step with
+/// Cargo.lock: cargo gives a crate no way to read its dependencies' versions).
+pub const BURN_VERSION: &str = "0.22.1";
+
 /// What a run reports as it goes; implemented by the queue executor.
 pub trait Recorder {
     /// The device and tokenizer are known; training starts.
@@ -601,6 +605,16 @@ fn pick(logits: &[f32], temperature: f64, top_k: Option<usize>, rng: &mut ChaCha
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn burn_version_matches_the_lock_file() {
+        let lock = include_str!("../../Cargo.lock");
+        let needle = format!("name = \"burn\"\nversion = \"{BURN_VERSION}\"");
+        assert!(
+            lock.contains(&needle),
+            "Cargo.lock has another burn than {BURN_VERSION}"
+        );
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_to_min_lr() {

@@ -26,6 +26,20 @@ pub fn xp(db: &Path) -> Command {
     cmd
 }
 
+/// The same clean `xp` as [`xp`], as a std command that can be spawned and signalled.
+pub fn xp_process(db: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("xp"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("XP_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(repo())
+        .env("NO_COLOR", "1")
+        .env("XP_DB", db);
+    cmd
+}
+
 /// Exit code, stdout and stderr of a finished command.
 pub fn output(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().expect("xp starts");
@@ -50,7 +64,36 @@ pub fn settings(temp: Option<&Path>) -> insta::Settings {
     s
 }
 
-fn regex_escape(text: &str) -> String {
+/// A small, repetitive corpus: enough for the loss to fall within a few dozen steps.
+pub fn corpus(dir: &Path) -> PathBuf {
+    let lines = [
+        "First Citizen:\nBefore we proceed any further, hear me speak.\n\n",
+        "All:\nSpeak, speak.\n\n",
+        "First Citizen:\nYou are all resolved rather to die than to famish?\n\n",
+        "All:\nResolved. resolved.\n\n",
+    ];
+    let text: String = (0..60).map(|i| lines[i % lines.len()]).collect();
+    let path = dir.join("corpus.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn tiny_manifest(dir: &Path, extra: &str) -> PathBuf {
+    corpus(dir);
+    let text = format!(
+        "[model]\npreset = \"tiny\"\nlayers = 1\ndim = 32\nheads = 2\nblock_size = 32\ndropout = 0.1\n\
+         ffn = {{ unit = \"glu\", alpha = \"learnable\" }}\n\
+         [data]\npath = \"corpus.txt\"\n\
+         [train]\nsteps = 40\nbatch_size = 8\nlr = 3e-3\nmin_lr = 3e-4\nwarmup_steps = 4\n\
+         eval_every = 20\neval_batches = 4\ncheckpoint_every = 20\nlog_every = 5\n\
+         [hardware]\nprofile = \"cpu\"\n{extra}"
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn regex_escape(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {

@@ -1,0 +1,202 @@
+//! `xp export`: metrics (long format) or run summaries (one row per run) as CSV or JSON Lines,
+//! for pandas and polars.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use super::{Context, Error, Result, compile_where, exit, write_csv};
+use crate::manifest::layers::flatten;
+use crate::store::{Listed, RunFilter, STATUSES};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum What {
+    /// One row per (run, metric, step): run, experiment, metric, step, value, t_ms.
+    Metrics,
+    /// One row per run: state, the settings that vary among the runs, summary metrics.
+    Summaries,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(value_enum)]
+    what: What,
+    /// Only these runs (run-N, N or key prefixes); default all that match the filters.
+    runs: Vec<String>,
+    /// Only runs of this experiment.
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Only runs in this state.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(STATUSES))]
+    status: Option<String>,
+    /// Only runs matching this expression (as in `xp runs --where`).
+    #[arg(long = "where", value_name = "EXPR")]
+    condition: Option<String>,
+    #[arg(long, value_enum, default_value = "csv")]
+    format: ExportFormat,
+    /// Write here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+fn num(v: Option<f64>) -> serde_json::Value {
+    v.filter(|v| v.is_finite())
+        .map(serde_json::Value::from)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<u8> {
+    let condition = args.condition.as_deref().map(compile_where).transpose()?;
+    let store = ctx.open_existing_store()?;
+    let mut runs: Vec<Listed> = store.query(
+        &RunFilter {
+            experiment: args.experiment.clone(),
+            status: args.status.clone(),
+            ..RunFilter::default()
+        },
+        condition.as_ref(),
+        None,
+    )?;
+    if !args.runs.is_empty() {
+        let wanted = args
+            .runs
+            .iter()
+            .map(|r| store.run(r).map(|r| r.id))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        runs.retain(|l| wanted.contains(&l.run.id));
+    }
+    let sink: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display())))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 16, sink);
+    match args.what {
+        What::Metrics => {
+            let names: BTreeMap<i64, (String, String)> = runs
+                .iter()
+                .map(|l| (l.run.id, (l.run.name(), l.run.experiment.clone())))
+                .collect();
+            let ids: Vec<i64> = runs.iter().map(|l| l.run.id).collect();
+            if args.format == ExportFormat::Csv {
+                writeln!(out, "run,experiment,metric,step,value,t_ms")?;
+            }
+            let csv = args.format == ExportFormat::Csv;
+            store.each_metric(&ids, |run, metric, step, value, t_ms| {
+                let (name, experiment) = &names[&run];
+                if csv {
+                    // Names are run-N, experiment names and metric names: no commas or quotes
+                    // can occur in metric names; experiment names are quoted when needed.
+                    let experiment = if experiment.contains([',', '"', '\n']) {
+                        format!("\"{}\"", experiment.replace('"', "\"\""))
+                    } else {
+                        experiment.clone()
+                    };
+                    writeln!(out, "{name},{experiment},{metric},{step},{value},{t_ms}")
+                } else {
+                    let row = serde_json::json!({
+                        "run": name, "experiment": experiment, "metric": metric,
+                        "step": step, "value": num(Some(value)), "t_ms": t_ms,
+                    });
+                    writeln!(out, "{row}")
+                }
+            })??;
+        }
+        What::Summaries => {
+            let configs: Vec<_> = runs
+                .iter()
+                .map(|l| flatten(&l.run.spec["config"]))
+                .collect();
+            let mut varying: Vec<&String> = configs
+                .iter()
+                .flat_map(|c| c.keys())
+                .filter(|k| {
+                    k.as_str() != "experiment.description"
+                        && configs.iter().any(|c| c.get(*k) != configs[0].get(*k))
+                })
+                .collect();
+            varying.sort();
+            varying.dedup();
+            let rows: Vec<serde_json::Map<String, serde_json::Value>> = runs
+                .iter()
+                .zip(&configs)
+                .map(|(l, config)| {
+                    let r = &l.run;
+                    let s = l.summary.clone().unwrap_or_default();
+                    let mut m = serde_json::Map::new();
+                    m.insert("run".into(), r.name().into());
+                    m.insert("experiment".into(), r.experiment.clone().into());
+                    m.insert("status".into(), r.status.clone().into());
+                    m.insert("key".into(), r.key.clone().into());
+                    m.insert("step".into(), r.step.into());
+                    m.insert("steps_total".into(), r.steps_total.into());
+                    for k in &varying {
+                        m.insert((*k).clone(), config.get(*k).cloned().unwrap_or_default());
+                    }
+                    m.insert("best_val_loss".into(), num(s.best_val_loss));
+                    m.insert("final_val_loss".into(), num(s.final_val_loss));
+                    m.insert("final_train_loss".into(), num(s.final_train_loss));
+                    m.insert("median_tokens_per_s".into(), num(s.median_tokens_per_s));
+                    m.insert("wall_s".into(), num(s.wall_s));
+                    m.insert(
+                        "params".into(),
+                        s.params.map(Into::into).unwrap_or_default(),
+                    );
+                    m
+                })
+                .collect();
+            match args.format {
+                ExportFormat::Jsonl => {
+                    for (row, l) in rows.into_iter().zip(&runs) {
+                        let mut row = row;
+                        // JSON keeps the whole resolved config too, nested as it was given.
+                        row.insert("config".into(), l.run.spec["config"].clone());
+                        writeln!(out, "{}", serde_json::Value::Object(row))?;
+                    }
+                }
+                ExportFormat::Csv => {
+                    // serde_json's map sorts its keys; a CSV keeps the natural order.
+                    let mut header: Vec<String> =
+                        ["run", "experiment", "status", "key", "step", "steps_total"]
+                            .map(String::from)
+                            .to_vec();
+                    header.extend(varying.iter().map(|k| (*k).clone()));
+                    header.extend(
+                        [
+                            "best_val_loss",
+                            "final_val_loss",
+                            "final_train_loss",
+                            "median_tokens_per_s",
+                            "wall_s",
+                            "params",
+                        ]
+                        .map(String::from),
+                    );
+                    let table: Vec<Vec<String>> = rows
+                        .iter()
+                        .map(|r| header.iter().map(|h| cell(&r[h])).collect())
+                        .collect();
+                    write_csv(&mut out, &header, &table)?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}

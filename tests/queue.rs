@@ -143,6 +143,17 @@ fn ctrl_c_checkpoints_marks_interrupted_and_exits_130_then_resume_finishes() {
         .spawn()
         .unwrap();
     wait_for_step(&db, &mut child, 300);
+    // Readers never wait for the writer, nor see a locked database.
+    for args in [
+        vec!["status"],
+        vec!["runs"],
+        vec!["show", "run-1"],
+        vec!["compare", "run-1", "run-1"],
+        vec!["export", "metrics"],
+    ] {
+        let (code, _, stderr) = output(xp(&db).args(&args));
+        assert_eq!((code, stderr.as_str()), (0, ""), "{args:?}");
+    }
     let sent = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

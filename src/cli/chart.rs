@@ -41,9 +41,22 @@ pub fn render(
     height: usize,
     color: bool,
 ) -> String {
-    let Some(((x0, x1), (y0, y1))) = bounds(series) else {
+    let Some(((x0, x1), (y0, mut y1))) = bounds(series) else {
         return format!("{title}: no values recorded\n");
     };
+    // The first tenth of the steps (the steep start) is clipped to the top row, so that the
+    // height goes to where runs differ.
+    let late = x0 + (x1 - x0) * 0.1;
+    let late_max = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.0 >= late && p.1.is_finite())
+        .map(|p| p.1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let clipped = late_max.is_finite() && late_max > y0 && late_max < y1;
+    if clipped {
+        y1 = late_max;
+    }
     let (width, height) = (width.max(10), height.max(3));
     // Each cell holds the series drawn there; a cell shared by several shows `*`.
     let mut grid: Vec<Vec<Option<usize>>> = vec![vec![None; width]; height];
@@ -52,7 +65,7 @@ pub fn render(
     for (i, s) in series.iter().enumerate() {
         for &(x, y) in s.points.iter().filter(|p| p.1.is_finite()) {
             let col = ((x - x0) / span(x0, x1) * (width - 1) as f64).round() as usize;
-            let row = ((y1 - y) / span(y0, y1) * (height - 1) as f64).round() as usize;
+            let row = ((y1 - y.min(y1)) / span(y0, y1) * (height - 1) as f64).round() as usize;
             let cell = &mut grid[row.min(height - 1)][col.min(width - 1)];
             match cell {
                 Some(j) if *j != i && *j != SHARED => {
@@ -65,10 +78,12 @@ pub fn render(
         }
     }
     let label = |v: f64| format!("{v:.4}");
-    let gutter = label(y0).len().max(label(y1).len());
+    let gutter = label(y0).len().max(label(y1).len()) + usize::from(clipped);
     let mut out = format!("{title}\n");
     for (r, row) in grid.iter().enumerate() {
-        let axis = if r == 0 {
+        let axis = if r == 0 && clipped {
+            format!("≥{}", label(y1))
+        } else if r == 0 {
             label(y1)
         } else if r == height - 1 {
             label(y0)
@@ -110,6 +125,20 @@ pub fn render(
     out.push_str(&format!("{:>gutter$}  {}\n", "", legend.join("   ")));
     out
 }
+
+/// Tableau 10: distinct at a glance, and none too pale on white.
+const TABLEAU: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
 
 /// DejaVu Sans (Bitstream Vera licence, see fonts/LICENSE), embedded so that plots render the
 /// same on a machine without fonts installed.
@@ -194,12 +223,14 @@ where
         .configure_mesh()
         .x_desc("step")
         .y_desc("loss")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .label_style(("sans-serif", 14))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(|e| err(&e))?;
     for (i, run) in runs.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let (r, g, b) = TABLEAU[i % TABLEAU.len()];
+        let color = RGBColor(r, g, b).to_rgba();
         chart
             .draw_series(LineSeries::new(
                 run.train.iter().copied(),

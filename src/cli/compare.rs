@@ -342,7 +342,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                         })
                         .collect();
                     writeln!(out)?;
-                    write!(out, "{}", chart::render(name, &series, 64, 12, ctx.color))?;
+                    write!(out, "{}", chart::render(name, &series, 64, 16, ctx.color))?;
                 }
             }
             if !c.aligned.is_empty() {

@@ -850,8 +850,9 @@ impl Store {
     /// One metric's values for a run: (step, value), by step.
     pub fn metric(&self, id: i64, name: &str) -> Result<Vec<(i64, f64)>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT m.step, m.value FROM metrics m JOIN metric_names n ON n.id = m.name_id
-             WHERE m.run_id = ?1 AND n.name = ?2 ORDER BY m.step",
+            "SELECT step, value FROM metrics
+             WHERE run_id = ?1 AND name_id = (SELECT id FROM metric_names WHERE name = ?2)
+             ORDER BY step",
         )?;
         let rows = stmt.query_map(params![id, name], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -403,3 +403,69 @@ fn run_one(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(host: Option<&str>, pid: Option<i64>, beat_s_ago: i64) -> RunRow {
+        let stamp = |ago: i64| {
+            (chrono::Utc::now() - chrono::Duration::seconds(ago))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        RunRow {
+            id: 1,
+            experiment: "e".into(),
+            key: "k".into(),
+            plan_index: 0,
+            status: "running".into(),
+            step: 10,
+            steps_total: 100,
+            manifest_path: "m.toml".into(),
+            manifest_digest: "d".into(),
+            spec: serde_json::Value::Null,
+            provenance: serde_json::Value::Null,
+            created_at: stamp(600),
+            started_at: Some(stamp(500)),
+            finished_at: None,
+            host: host.map(String::from),
+            pid,
+            git_commit: None,
+            git_dirty: None,
+            backend: None,
+            adapter: None,
+            error: None,
+            attempts: 1,
+            heartbeat_at: Some(stamp(beat_s_ago)),
+            claimed_at: Some(stamp(0)),
+        }
+    }
+
+    #[test]
+    fn judges_by_pid_here_and_by_heartbeat_elsewhere() {
+        let here = Some("this-host");
+        let me = std::process::id() as i64;
+        assert_eq!(liveness(&running(here, Some(me), 0), here), Liveness::Alive);
+
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id() as i64;
+        child.wait().unwrap();
+        assert!(matches!(
+            liveness(&running(here, Some(gone), 0), here),
+            Liveness::Dead(why) if why == format!("its process {gone} on this-host is gone")
+        ));
+
+        // A live pid that started after the run was claimed is another process.
+        let mut old = running(here, Some(me), 0);
+        old.claimed_at = Some("2001-01-01T00:00:00.000Z".into());
+        assert!(matches!(liveness(&old, here), Liveness::Dead(_)));
+
+        let elsewhere = running(Some("other"), Some(me), 5);
+        assert_eq!(liveness(&elsewhere, here), Liveness::Alive);
+        let silent = running(Some("other"), Some(me), 120);
+        assert!(matches!(
+            liveness(&silent, here),
+            Liveness::Dead(why) if why == "no heartbeat from other for 120 s"
+        ));
+    }
+}

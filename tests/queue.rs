@@ -236,3 +236,31 @@ fn two_processes_share_a_queue_without_running_anything_twice() {
     }
     assert_eq!(integrity(&db), "ok");
 }
+
+#[test]
+fn fail_fast_stops_the_queue_and_retry_failed_requeues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tiny_manifest(
+        dir.path(),
+        "[experiment]\nname = \"flaky\"\n[sweep.grid]\n\"train.seed\" = [1, 2]\n",
+    );
+    let db = dir.path().join("runs.db");
+    // A file where the checkpoint folder goes: the first checkpoint fails, like a full disk.
+    std::fs::write(dir.path().join("checkpoints"), "in the way").unwrap();
+    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&path).arg("--fail-fast"));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("experiment flaky: 0 completed, 1 failed, 0 interrupted"),
+        "{stdout}"
+    );
+    assert_eq!(status_and_attempts(&db, 1).0, "failed");
+    assert_eq!(status_and_attempts(&db, 2), ("queued".into(), 0));
+
+    std::fs::remove_file(dir.path().join("checkpoints")).unwrap();
+    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&path).arg("--retry-failed"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("re-queued 1 failed run\n"), "{stdout}");
+    assert!(stdout.contains("2 completed, 0 failed"), "{stdout}");
+    assert_eq!(status_and_attempts(&db, 1), ("completed".into(), 2));
+    assert_eq!(status_and_attempts(&db, 2), ("completed".into(), 1));
+}

@@ -262,3 +262,55 @@ where
     area.present().map_err(|e| err(&e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_markers_axes_and_a_legend() {
+        let a = [(0.0, 1.0), (5.0, 2.0), (10.0, 1.5)];
+        let b = [(0.0, 1.0), (10.0, 2.0)];
+        let series = [
+            Series {
+                label: "run-1".into(),
+                points: &a,
+            },
+            Series {
+                label: "run-2".into(),
+                points: &b,
+            },
+        ];
+        assert_eq!(
+            render("loss", &series, 11, 3, false),
+            "loss\n\
+             2.0000 ┤     ●    ○\n\
+             1.5000 ┤          ●\n\
+             1.0000 ┤*          \n\
+             \x20      └───────────\n\
+             \x20       step 0   10\n\
+             \x20       ● run-1   ○ run-2   * several\n"
+        );
+    }
+
+    #[test]
+    fn clips_the_steep_start_to_the_top_row() {
+        let a: Vec<(f64, f64)> = (0..=100)
+            .map(|s| (s as f64, 1.0 + 10.0 / (1.0 + s as f64)))
+            .collect();
+        let chart = render(
+            "loss",
+            &[Series {
+                label: "run-1".into(),
+                points: &a,
+            }],
+            20,
+            5,
+            false,
+        );
+        assert!(
+            chart.lines().nth(1).unwrap().starts_with("≥1.9091 ┤"),
+            "{chart}"
+        );
+    }
+}

@@ -380,3 +380,31 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     }
     Ok(exit::OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_steps_are_common_thinned_and_keep_the_last() {
+        let a: Vec<(i64, f64)> = (1..=10).map(|s| (s * 10, 0.0)).collect();
+        let b: Vec<(i64, f64)> = (1..=5).map(|s| (s * 20, 0.0)).collect();
+        assert_eq!(
+            aligned_steps(&[a.clone(), b.clone()], 8),
+            [20, 40, 60, 80, 100]
+        );
+        assert_eq!(aligned_steps(&[a.clone(), b], 3), [20, 60, 100]);
+        assert_eq!(aligned_steps(&[a.clone(), vec![(5, 0.0)]], 2), [5, 100]);
+        assert!(aligned_steps(&[a], 0).is_empty());
+    }
+
+    #[test]
+    fn the_better_value_follows_the_direction() {
+        let v = [Some(2.0), Some(1.5), None];
+        assert_eq!(best(&v, -1), Some(1));
+        assert_eq!(best(&v, 1), Some(0));
+        assert_eq!(best(&v, 0), None);
+        assert_eq!(best(&[Some(1.0), Some(1.0)], -1), None);
+        assert_eq!(best(&[Some(1.0), None], -1), None);
+    }
+}

@@ -79,7 +79,20 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     ]
     .map(String::from)
     .to_vec();
-    let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
+    // Tables round for the eye; CSV keeps full precision for whoever reads it next.
+    let csv = args.format == Format::Csv;
+    let f = |v: Option<f64>| match v {
+        Some(v) if csv => v.to_string(),
+        Some(v) => format!("{v:.4}"),
+        None if csv => String::new(),
+        None => "—".into(),
+    };
+    let speed = |v: Option<f64>| match v {
+        Some(v) if csv => v.to_string(),
+        Some(v) => si(v.round()),
+        None if csv => String::new(),
+        None => "—".into(),
+    };
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|l| {
@@ -91,10 +104,12 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                 r.status.clone(),
                 format!("{}/{}", r.step, r.steps_total),
                 f(s.best_val_loss),
-                s.median_tokens_per_s
-                    .map(|v| si(v.round()))
-                    .unwrap_or_else(|| "—".into()),
-                r.key[..10].to_string(),
+                speed(s.median_tokens_per_s),
+                if csv {
+                    r.key.clone()
+                } else {
+                    r.key[..10].to_string()
+                },
                 swept(r),
             ]
         })

@@ -123,7 +123,9 @@ fn a_killed_run_is_resumed_with_every_step_recorded_once() {
     assert_eq!(status_and_attempts(&db, 1), ("completed".into(), 2));
     assert_eq!(
         steps(&db, "train_loss"),
-        (1..=120).map(|i| i * 25).collect::<Vec<_>>()
+        std::iter::once(1)
+            .chain((1..=120).map(|i| i * 25))
+            .collect::<Vec<_>>()
     );
     assert_eq!(steps(&db, "val_loss"), [500, 1000, 1500, 2000, 2500, 3000]);
     assert_eq!(integrity(&db), "ok");
@@ -181,7 +183,7 @@ fn ctrl_c_checkpoints_marks_interrupted_and_exits_130_then_resume_finishes() {
     let (code, stdout, stderr) = output(xp(&db).args(["resume", "run-1"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(stdout.trim(), "run-1: completed");
-    assert_eq!(steps(&db, "train_loss").len(), 120);
+    assert_eq!(steps(&db, "train_loss").len(), 121);
     assert_eq!(integrity(&db), "ok");
 
     let (code, _, stderr) = output(xp(&db).args(["resume", "run-1"]));

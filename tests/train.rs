@@ -36,7 +36,10 @@ fn a_tiny_model_trains_on_the_cpu_backend_and_samples() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stderr.contains("started on flex"), "{stderr}");
     let loss = metric(&db, "train_loss");
-    assert_eq!(loss.len(), 8);
+    assert_eq!(
+        loss.iter().map(|l| l.0).collect::<Vec<_>>(),
+        [1, 5, 10, 15, 20, 25, 30, 35, 40]
+    );
     assert!(
         loss.last().unwrap().1 < loss[0].1 - 0.5,
         "loss did not fall: {loss:?}"
@@ -236,5 +239,53 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_losses_exactly() {
     assert_eq!(
         resumed, expected,
         "every step's loss after resuming equals the uninterrupted run's"
+    );
+}
+
+#[test]
+fn bench_train_reports_speed_on_the_cpu_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = common::corpus(dir.path());
+    let (code, stdout, stderr) = output(
+        xp(&dir.path().join("unused.db"))
+            .args([
+                "bench",
+                "train",
+                "--preset",
+                "tiny",
+                "--device",
+                "cpu",
+                "--steps",
+                "12",
+                "--warmup",
+                "4",
+                "--log-every",
+                "2",
+                "--batch-size",
+                "4",
+                "--data",
+            ])
+            .arg(&corpus),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("device     flex (CPU"), "{stdout}");
+    assert!(
+        stdout.contains("batch      4 × 64 tokens = 256 tokens/step, precision f32"),
+        "{stdout}"
+    );
+    let tokens: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("tokens/s   "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no tokens/s figure: {stdout}"));
+    assert!(tokens > 0.0);
+    assert!(
+        stdout.contains("(median over steps 5–12, read back every 2 steps)"),
+        "{stdout}"
+    );
+    assert!(
+        !dir.path().join("unused.db").exists(),
+        "a benchmark records nothing"
     );
 }

@@ -5,10 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{Context, Error, Result, exit, si};
+use super::{Context, Error, Result, duration, exit, si};
 use crate::manifest::{self, profiles::Machine};
 use crate::store::{self, MetricWriter, Provenance, Store, SummaryRow};
 use crate::sweep;
+use crate::train::{self, Metric, Progress, Recorder, Saved};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,6 +21,40 @@ pub struct Args {
 enum What {
     /// Fill a fresh store with R runs × S steps × 3 metrics and report rows/s and bytes/row.
     Store(StoreArgs),
+    /// Train a model preset for a few steps and report its speed: tokens/s, step time,
+    /// first-step time, peak memory, backend and adapter.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TrainArgs {
+    /// The model preset (tiny, small, medium, large, shakespeare-char).
+    #[arg(long, default_value = "shakespeare-char")]
+    preset: String,
+    /// auto, cpu, vulkan, metal, … as `hardware.device` takes.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// The feed-forward unit.
+    #[arg(long, default_value = "glu")]
+    unit: String,
+    /// Steps to train.
+    #[arg(long, default_value_t = 200)]
+    steps: u64,
+    /// Steps left out of the median (shader compilation, autotuning, caches warming up).
+    #[arg(long, default_value_t = 20)]
+    warmup: u64,
+    /// Sequences per step (default: 64 for shakespeare-char as in nanoGPT, else 32).
+    #[arg(long)]
+    batch_size: Option<u64>,
+    /// Steps between the loss read-backs that time the run (each one waits for the device).
+    #[arg(long, default_value_t = 10)]
+    log_every: u64,
+    /// Train on this text file instead of tiny Shakespeare.
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// Any other setting, e.g. --set model.dropout=0 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +73,7 @@ struct StoreArgs {
 pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
     match args.what {
         What::Store(a) => store_bench(a),
+        What::Train(a) => train_bench(a),
     }
 }
 
@@ -197,4 +233,235 @@ fn table_bytes(store: &Store, table: &str) -> Option<i64> {
             |r| r.get(0),
         )
         .ok()
+}
+
+/// Keeps what the speed report needs: per log step, its step time and tokens/s.
+#[derive(Default)]
+struct Timings {
+    backend: String,
+    adapter: String,
+    /// (step, step_ms, tokens_per_s, rss_mb)
+    steps: Vec<(u64, f64, f64, Option<f64>)>,
+    pending: std::collections::BTreeMap<u64, (Option<f64>, Option<f64>, Option<f64>)>,
+    last_progress: Option<Instant>,
+}
+
+impl Recorder for Timings {
+    fn started(&mut self, backend: &str, adapter: &str, _: &serde_json::Value) {
+        self.backend = backend.into();
+        self.adapter = adapter.into();
+        eprintln!("training on {backend} ({adapter})");
+    }
+
+    fn metrics(&mut self, metrics: Vec<Metric>) {
+        for m in metrics {
+            let e = self.pending.entry(m.step).or_default();
+            match m.name.as_str() {
+                "step_ms" => e.0 = Some(m.value),
+                "tokens_per_s" => e.1 = Some(m.value),
+                "rss_mb" => e.2 = Some(m.value),
+                _ => {}
+            }
+        }
+        for (step, (ms, tps, rss)) in std::mem::take(&mut self.pending) {
+            match (ms, tps) {
+                (Some(ms), Some(tps)) => self.steps.push((step, ms, tps, rss)),
+                _ => {
+                    self.pending.insert(step, (ms, tps, rss));
+                }
+            }
+        }
+    }
+
+    fn checkpoint(&mut self, _: &Saved) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    fn progress(&mut self, p: &Progress) {
+        // A line every few seconds is enough to show it is alive.
+        if self
+            .last_progress
+            .is_none_or(|t| t.elapsed().as_secs_f64() > 5.0)
+            || p.step == p.steps
+        {
+            self.last_progress = Some(Instant::now());
+            eprintln!(
+                "step {}/{}  loss {}  {} tok/s",
+                p.step,
+                p.steps,
+                p.train_loss.map(|l| format!("{l:.4}")).unwrap_or_default(),
+                p.tokens_per_s.map(|t| si(t.round())).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+/// The process's peak resident memory in MB (Linux), else its current one.
+fn peak_rss_mb() -> Option<f64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1e3)
+}
+
+fn train_bench(a: TrainArgs) -> Result<u8> {
+    if a.steps <= a.warmup {
+        return Err(Error::Usage(format!(
+            "--steps ({}) must be larger than --warmup ({})",
+            a.steps, a.warmup
+        )));
+    }
+    let nanogpt = a.preset == "shakespeare-char";
+    let batch = a.batch_size.unwrap_or(if nanogpt { 64 } else { 32 });
+    // shakespeare-char trains with nanoGPT's recipe, as experiments/shakespeare_char.toml and
+    // benches/torch_reference.py do, so that the three describe the same model.
+    let recipe = if nanogpt {
+        "bias = false\n[train]\nlr = 1e-3\nmin_lr = 1e-4\nbeta2 = 0.99\n"
+    } else {
+        "[train]\n"
+    };
+    let text = format!(
+        "[experiment]\nname = \"bench-train\"\n\
+         [data]\n{data}\ntokenizer = \"char\"\n\
+         [model]\npreset = {preset:?}\nffn = {{ unit = {unit:?}, alpha = 1.0 }}\n{recipe}\
+         steps = {steps}\nbatch_size = {batch}\nlog_every = {log}\neval_every = {steps}\n\
+         eval_batches = 1\ncheckpoint_every = 0\nwarmup_steps = {warm}\n\
+         [hardware]\nprofile = \"auto\"\ndevice = {device:?}\n",
+        preset = a.preset,
+        unit = a.unit,
+        steps = a.steps,
+        log = a.log_every.max(1),
+        warm = a.warmup.min(a.steps / 2),
+        device = a.device,
+        data = match &a.data {
+            Some(path) => format!("path = {:?}", path.display().to_string()),
+            None => "source = \"tinyshakespeare\"".into(),
+        },
+    );
+    let loaded = manifest::parse_bytes(
+        "xp bench train".into(),
+        text.into_bytes(),
+        Path::new("bench-train.toml"),
+    )?;
+    let (overrides, problems) =
+        manifest::overrides(std::iter::empty::<(String, String)>(), &a.sets);
+    if !problems.is_empty() {
+        let mut d = loaded.diagnostics();
+        d.extend(problems);
+        return Err(manifest::Error::Invalid(d).into());
+    }
+    let plan =
+        sweep::plan(&loaded, &overrides, &Machine::detect()).map_err(manifest::Error::Invalid)?;
+    let spec = &plan.runs[0];
+    let scratch = std::env::temp_dir().join(format!("xp-bench-train-{}", std::process::id()));
+    let job = train::Job {
+        spec,
+        base_dir: PathBuf::from("."),
+        checkpoint_dir: scratch.clone(),
+        resume: None,
+    };
+    let mut timings = Timings::default();
+    let started = Instant::now();
+    let result = train::train(&job, &mut timings);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let summary = result.map_err(|e| Error::Failed(format!("training failed: {e}")))?;
+    let wall = started.elapsed().as_secs_f64();
+    let first = timings.steps.first().map(|s| s.1 / 1e3);
+    let mut steady: Vec<f64> = timings
+        .steps
+        .iter()
+        .filter(|s| s.0 > a.warmup)
+        .map(|s| s.2)
+        .collect();
+    let mut step_ms: Vec<f64> = timings
+        .steps
+        .iter()
+        .filter(|s| s.0 > a.warmup)
+        .map(|s| s.1)
+        .collect();
+    let tokens = median(&mut steady);
+    let mut out = std::io::stdout().lock();
+    let config = &spec.config;
+    writeln!(
+        out,
+        "model      {} ({} layers, {} heads, dim {}, block {}), unit {}, {} parameters",
+        a.preset,
+        config.model.layers,
+        config.model.heads,
+        config.model.dim,
+        config.model.block_size,
+        a.unit,
+        si(spec.params as f64)
+    )?;
+    writeln!(
+        out,
+        "batch      {} × {} tokens = {} tokens/step, precision {}",
+        config.train.batch_size,
+        config.model.block_size,
+        config.train.batch_size * config.model.block_size,
+        serde_json::to_value(config.hardware.precision)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    )?;
+    writeln!(out, "device     {} ({})", timings.backend, timings.adapter)?;
+    writeln!(
+        out,
+        "first step {}",
+        first
+            .map(|s| format!("{s:.2} s"))
+            .unwrap_or_else(|| "—".into())
+    )?;
+    writeln!(
+        out,
+        "tokens/s   {} (median over steps {}–{}, read back every {} steps)",
+        tokens
+            .map(|t| format!("{t:.0}"))
+            .unwrap_or_else(|| "—".into()),
+        a.warmup + 1,
+        a.steps,
+        a.log_every.max(1)
+    )?;
+    writeln!(
+        out,
+        "step time  {}",
+        median(&mut step_ms)
+            .map(|ms| format!("{ms:.2} ms"))
+            .unwrap_or_else(|| "—".into())
+    )?;
+    writeln!(
+        out,
+        "peak RSS   {} (host memory; burn 0.22 exposes no device memory figure)",
+        peak_rss_mb()
+            .map(|mb| format!("{mb:.0} MB"))
+            .unwrap_or_else(|| "—".into())
+    )?;
+    writeln!(
+        out,
+        "loss       {} after {} steps; wall {}",
+        summary
+            .final_train_loss
+            .map(|l| format!("{l:.4}"))
+            .unwrap_or_else(|| "—".into()),
+        a.steps,
+        duration(wall)
+    )?;
+    Ok(exit::OK)
 }

@@ -102,6 +102,9 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("{0}")]
     Usage(String),
+    /// Something that ran went wrong (exit 1), e.g. a benchmark's training.
+    #[error("{0}")]
+    Failed(String),
     /// A bad `--where` or `--sort` expression, with the column of the problem.
     #[error("{flag}: column {column}: {message}")]
     Query {

@@ -419,7 +419,9 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
         let done = state.step;
 
         // Reading values back forces the device to finish its queue: only at log steps.
-        let log = done.is_multiple_of(t.log_every) || done == t.steps;
+        // The first step is logged too: it carries shader compilation and autotuning, and
+        // shows early that training runs.
+        let log = done == 1 || done.is_multiple_of(t.log_every) || done == t.steps;
         if log {
             // One read back for everything logged: the loss, the gradient norm and each
             // block's α, gathered on the device so the queue is waited for once.

@@ -240,9 +240,8 @@ fn table_bytes(store: &Store, table: &str) -> Option<i64> {
 struct Timings {
     backend: String,
     adapter: String,
-    /// (step, step_ms, tokens_per_s, rss_mb)
-    steps: Vec<(u64, f64, f64, Option<f64>)>,
-    pending: std::collections::BTreeMap<u64, (Option<f64>, Option<f64>, Option<f64>)>,
+    /// (step, step_ms, tokens_per_s) of each log step.
+    steps: Vec<(u64, f64, f64)>,
     last_progress: Option<Instant>,
 }
 
@@ -254,22 +253,10 @@ impl Recorder for Timings {
     }
 
     fn metrics(&mut self, metrics: Vec<Metric>) {
-        for m in metrics {
-            let e = self.pending.entry(m.step).or_default();
-            match m.name.as_str() {
-                "step_ms" => e.0 = Some(m.value),
-                "tokens_per_s" => e.1 = Some(m.value),
-                "rss_mb" => e.2 = Some(m.value),
-                _ => {}
-            }
-        }
-        for (step, (ms, tps, rss)) in std::mem::take(&mut self.pending) {
-            match (ms, tps) {
-                (Some(ms), Some(tps)) => self.steps.push((step, ms, tps, rss)),
-                _ => {
-                    self.pending.insert(step, (ms, tps, rss));
-                }
-            }
+        // A log step's metrics arrive together; an eval step's batch has neither figure.
+        let find = |name: &str| metrics.iter().find(|m| m.name == name);
+        if let (Some(ms), Some(tps)) = (find("step_ms"), find("tokens_per_s")) {
+            self.steps.push((ms.step, ms.value, tps.value));
         }
     }
 

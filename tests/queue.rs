@@ -85,19 +85,25 @@ const SETS: [&str; 8] = [
     "train.log_every=25",
 ];
 
-#[test]
-fn a_killed_run_is_resumed_with_every_step_recorded_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = tiny_manifest(dir.path(), LONG);
-    let db = dir.path().join("runs.db");
-    let mut child = xp_process(&db)
+/// Starts `xp run` on a 3000-step run in the background, its output captured.
+fn start_long_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Child) {
+    let path = tiny_manifest(dir, LONG);
+    let db = dir.join("runs.db");
+    let child = xp_process(&db)
         .arg("run")
         .arg(&path)
         .args(SETS)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    (path, db, child)
+}
+
+#[test]
+fn a_killed_run_is_resumed_with_every_step_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, db, mut child) = start_long_run(dir.path());
     let reached = wait_for_step(&db, &mut child, 300);
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
@@ -134,16 +140,7 @@ fn a_killed_run_is_resumed_with_every_step_recorded_once() {
 #[test]
 fn ctrl_c_checkpoints_marks_interrupted_and_exits_130_then_resume_finishes() {
     let dir = tempfile::tempdir().unwrap();
-    let path = tiny_manifest(dir.path(), LONG);
-    let db = dir.path().join("runs.db");
-    let mut child = xp_process(&db)
-        .arg("run")
-        .arg(&path)
-        .args(SETS)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (_, db, mut child) = start_long_run(dir.path());
     wait_for_step(&db, &mut child, 300);
     // Readers never wait for the writer, nor see a locked database.
     for args in [

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use super::{Context, Error, Result, compile_where, exit, write_csv};
+use super::{Context, Error, Result, Selection, exit, write_csv};
 use crate::manifest::layers::flatten;
-use crate::store::{Listed, RunFilter, STATUSES};
+use crate::store::Listed;
+use crate::store::query::SUMMARY_KEYS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum What {
@@ -29,15 +30,8 @@ pub struct Args {
     what: What,
     /// Only these runs (run-N, N or key prefixes); default all that match the filters.
     runs: Vec<String>,
-    /// Only runs of this experiment.
-    #[arg(long)]
-    experiment: Option<String>,
-    /// Only runs in this state.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(STATUSES))]
-    status: Option<String>,
-    /// Only runs matching this expression (as in `xp runs --where`).
-    #[arg(long = "where", value_name = "EXPR")]
-    condition: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
     #[arg(long, value_enum, default_value = "csv")]
     format: ExportFormat,
     /// Write here instead of stdout.
@@ -60,17 +54,8 @@ fn cell(v: &serde_json::Value) -> String {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
-    let condition = args.condition.as_deref().map(compile_where).transpose()?;
     let store = ctx.open_existing_store()?;
-    let mut runs: Vec<Listed> = store.query(
-        &RunFilter {
-            experiment: args.experiment.clone(),
-            status: args.status.clone(),
-            ..RunFilter::default()
-        },
-        condition.as_ref(),
-        None,
-    )?;
+    let mut runs: Vec<Listed> = args.selection.query(&store, None, None)?;
     if !args.runs.is_empty() {
         let wanted = args
             .runs
@@ -177,17 +162,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                             .map(String::from)
                             .to_vec();
                     header.extend(varying.iter().map(|k| (*k).clone()));
-                    header.extend(
-                        [
-                            "best_val_loss",
-                            "final_val_loss",
-                            "final_train_loss",
-                            "median_tokens_per_s",
-                            "wall_s",
-                            "params",
-                        ]
-                        .map(String::from),
-                    );
+                    header.extend(SUMMARY_KEYS.map(String::from));
                     let table: Vec<Vec<String>> = rows
                         .iter()
                         .map(|r| header.iter().map(|h| cell(&r[h])).collect())

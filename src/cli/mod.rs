@@ -339,6 +339,41 @@ pub fn compile_where(text: &str) -> Result<store::query::Sql> {
     store::query::compile(&expr).map_err(|e| fail(e.column, e.message))
 }
 
+/// Which runs a listing command reads: `--experiment`, `--status`, `--where`.
+#[derive(Debug, clap::Args)]
+pub struct Selection {
+    /// Only runs of this experiment.
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Only runs in this state.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(store::STATUSES))]
+    status: Option<String>,
+    /// Only runs matching this expression over config keys, summary metrics and run fields,
+    /// e.g. "model.ffn.unit = 'glu' and (best_val_loss < 1.6 or train.lr >= 1e-3)".
+    #[arg(long = "where", value_name = "EXPR")]
+    condition: Option<String>,
+}
+
+impl Selection {
+    /// The matching runs with their summaries, in the order of `sort` (then by id).
+    pub fn query(
+        &self,
+        store: &Store,
+        sort: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<store::Listed>> {
+        let condition = self.condition.as_deref().map(compile_where).transpose()?;
+        let order = sort.map(compile_sort).transpose()?;
+        let filter = store::RunFilter {
+            experiment: self.experiment.clone(),
+            status: self.status.clone(),
+            newest_first: false,
+            limit,
+        };
+        Ok(store.query(&filter, condition.as_ref(), order.as_ref())?)
+    }
+}
+
 /// Compiles a `--sort` key, or says what is wrong with it.
 pub fn compile_sort(text: &str) -> Result<store::query::Sql> {
     store::query::order_by(text).map_err(|e| Error::Query {

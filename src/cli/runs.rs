@@ -3,24 +3,14 @@
 
 use std::io::Write;
 
-use super::{
-    Context, Format, Result, compile_sort, compile_where, exit, si, write_csv, write_table,
-};
-use crate::store::{Listed, RunFilter, RunRow, STATUSES};
+use super::{Context, Format, Result, Selection, exit, si, write_csv, write_table};
+use crate::store::{Listed, RunRow};
 use crate::sweep;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only runs of this experiment.
-    #[arg(long)]
-    experiment: Option<String>,
-    /// Only runs in this state.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(STATUSES))]
-    status: Option<String>,
-    /// Only runs matching this expression over config keys, summary metrics and run fields,
-    /// e.g. "model.ffn.unit = 'glu' and (best_val_loss < 1.6 or train.lr >= 1e-3)".
-    #[arg(long = "where", value_name = "EXPR")]
-    condition: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
     /// Sort by a key (as in --where), ascending; KEY:desc for descending. Runs without a
     /// value come last.
     #[arg(long, value_name = "KEY[:desc]")]
@@ -53,19 +43,10 @@ pub fn swept(run: &RunRow) -> String {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
-    let condition = args.condition.as_deref().map(compile_where).transpose()?;
-    let order = args.sort.as_deref().map(compile_sort).transpose()?;
     let store = ctx.open_existing_store()?;
-    let runs: Vec<Listed> = store.query(
-        &RunFilter {
-            experiment: args.experiment,
-            status: args.status,
-            newest_first: false,
-            limit: args.limit,
-        },
-        condition.as_ref(),
-        order.as_ref(),
-    )?;
+    let runs: Vec<Listed> = args
+        .selection
+        .query(&store, args.sort.as_deref(), args.limit)?;
     let mut out = std::io::stdout().lock();
     let header: Vec<String> = [
         "run",

@@ -128,27 +128,14 @@ fn emit(expr: &Expr, out: &mut Sql) -> Result<(), QueryError> {
         }
         Expr::Binary(op, a, b) => {
             check_operands(*op, a, b)?;
-            let sql_op = match op {
-                Op::Or => "OR",
-                Op::And => "AND",
-                Op::Eq => "=",
-                Op::Ne => "!=",
-                Op::Lt => "<",
-                Op::Le => "<=",
-                Op::Gt => ">",
-                Op::Ge => ">=",
-                Op::Add => "+",
-                Op::Sub => "-",
-                Op::Mul => "*",
-                Op::Div => "/",
-            };
             out.text.push('(');
             // SQLite divides integers as integers; the expression language divides reals.
             if *op == Op::Div {
                 out.text.push_str("1.0 * ");
             }
             emit(a, out)?;
-            out.text.push_str(&format!(" {sql_op} "));
+            // The language's operators are SQL's own (`and`, `or`, `=`, `!=`, `<`, …).
+            out.text.push_str(&format!(" {op} "));
             emit(b, out)?;
             out.text.push(')');
         }
@@ -268,7 +255,7 @@ mod tests {
             sql("model.ffn.unit = 'glu' and (best_val_loss < 1.6 or train.lr >= 1e-3)").unwrap();
         assert_eq!(
             q.text,
-            "((json_extract(r.spec, ?) = ?) AND ((s.best_val_loss < ?) OR (json_extract(r.spec, ?) >= ?)))"
+            "((json_extract(r.spec, ?) = ?) and ((s.best_val_loss < ?) or (json_extract(r.spec, ?) >= ?)))"
         );
         assert_eq!(
             q.params,

@@ -14,19 +14,10 @@ pub fn repo() -> PathBuf {
 /// An `xp` command with a clean environment: no colour, no `XP_…` settings of the caller,
 /// and the given store.
 pub fn xp(db: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("xp").expect("the xp binary is built for tests");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("XP_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(repo())
-        .env("NO_COLOR", "1")
-        .env("XP_DB", db);
-    cmd
+    Command::from_std(xp_process(db))
 }
 
-/// The same clean `xp` as [`xp`], as a std command that can be spawned and signalled.
+/// The same clean `xp`, as a std command that can be spawned and signalled.
 pub fn xp_process(db: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("xp"));
     for (key, _) in std::env::vars() {

@@ -246,23 +246,14 @@ pub fn execute(
         let Some(run) = claimed else { break };
         index += 1;
         let spec = match specs.iter().find(|s| s.key == run.key) {
-            Some(s) => s.clone(),
-            None => match serde_json::from_value::<RunSpec>(run.spec.clone()) {
-                Ok(s) => s,
-                Err(e) => {
-                    let outcome = Outcome::Failed(format!("stored spec unreadable: {e}"));
-                    store.finish(
-                        run.id,
-                        "failed",
-                        Some(&format!("stored spec unreadable: {e}")),
-                    )?;
-                    report.failed += 1;
-                    observer.run_finished(&run, &outcome);
-                    continue;
-                }
-            },
+            Some(s) => Ok(s.clone()),
+            None => serde_json::from_value::<RunSpec>(run.spec.clone())
+                .map_err(|e| format!("stored spec unreadable: {e}")),
         };
-        let outcome = run_one(store, &run, &spec, base_dir, index, options.stop, observer)?;
+        let outcome = match &spec {
+            Ok(spec) => run_one(store, &run, spec, base_dir, index, options.stop, observer)?,
+            Err(e) => Outcome::Failed(e.clone()),
+        };
         match &outcome {
             Outcome::Completed(summary) => {
                 store.set_summary(
@@ -276,7 +267,7 @@ pub fn execute(
                         params: Some(summary.params as i64),
                     },
                 )?;
-                store.heartbeat(run.id, spec.config.train.steps)?;
+                store.heartbeat(run.id, run.steps_total.max(0) as u64)?;
                 store.finish(run.id, "completed", None)?;
                 report.completed += 1;
             }

@@ -115,8 +115,6 @@ pub struct Report {
     pub completed: usize,
     pub failed: usize,
     pub interrupted: usize,
-    /// Runs found `running` under a process that died, marked interrupted to be resumed.
-    pub recovered: usize,
     /// The stop flag ended the queue (Ctrl-C), whether or not a run was under way.
     pub stopped: bool,
 }
@@ -143,10 +141,7 @@ pub enum Liveness {
     Dead(String),
 }
 
-/// This machine's name as runs record it.
-pub fn host() -> Option<String> {
-    sysinfo::System::host_name().ok()
-}
+pub use crate::store::host;
 
 fn seconds_since(stamp: Option<&str>) -> Option<f64> {
     let t = chrono::DateTime::parse_from_rfc3339(stamp?).ok()?;
@@ -218,7 +213,8 @@ pub struct Options<'a> {
 }
 
 /// Runs a queue to its end. `specs` are the validated specs of the plan just made; a queued
-/// run not among them (left by an earlier manifest) uses its stored spec.
+/// run not among them (left by an earlier manifest) uses its stored spec. Call
+/// [`recover_stale`] first, so that runs orphaned by a dead process are in the queue again.
 pub fn execute(
     store: &mut Store,
     queue: Queue<'_>,
@@ -227,10 +223,7 @@ pub fn execute(
     options: &Options<'_>,
     observer: &mut dyn Observer,
 ) -> Result<Report, store::Error> {
-    let mut report = Report {
-        recovered: recover_stale(store)?.len(),
-        ..Report::default()
-    };
+    let mut report = Report::default();
     let host = host();
     let mut index = 0;
     loop {

@@ -371,18 +371,12 @@ fn train_bench(a: TrainArgs) -> Result<u8> {
     let summary = result.map_err(|e| Error::Failed(format!("training failed: {e}")))?;
     let wall = started.elapsed().as_secs_f64();
     let first = timings.steps.first().map(|s| s.1 / 1e3);
-    let mut steady: Vec<f64> = timings
+    let (mut step_ms, mut steady): (Vec<f64>, Vec<f64>) = timings
         .steps
         .iter()
         .filter(|s| s.0 > a.warmup)
-        .map(|s| s.2)
-        .collect();
-    let mut step_ms: Vec<f64> = timings
-        .steps
-        .iter()
-        .filter(|s| s.0 > a.warmup)
-        .map(|s| s.1)
-        .collect();
+        .map(|s| (s.1, s.2))
+        .unzip();
     let tokens = median(&mut steady);
     let mut out = std::io::stdout().lock();
     let config = &spec.config;
@@ -403,10 +397,7 @@ fn train_bench(a: TrainArgs) -> Result<u8> {
         config.train.batch_size,
         config.model.block_size,
         config.train.batch_size * config.model.block_size,
-        serde_json::to_value(config.hardware.precision)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default()
+        config.hardware.precision
     )?;
     writeln!(out, "device     {} ({})", timings.backend, timings.adapter)?;
     writeln!(

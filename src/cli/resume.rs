@@ -45,7 +45,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         .parent()
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let report = execute(&mut store, Queue::Run(run.id), &[], &base_dir, false, ctx)?;
+    let (report, _) = execute(&mut store, Queue::Run(run.id), &[], &base_dir, false, ctx)?;
     let after = store.run(&run.id.to_string())?;
     writeln!(std::io::stdout(), "{}: {}", after.name(), after.status)?;
     if report.completed + report.failed + report.interrupted == 0 {

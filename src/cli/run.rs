@@ -103,7 +103,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         return Ok(exit::OK);
     }
     out.flush()?;
-    let report = execute(
+    let (report, recovered) = execute(
         &mut store,
         Queue::Experiment(&plan.experiment.name),
         &plan.runs,
@@ -118,11 +118,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         report.completed,
         report.failed,
         report.interrupted,
-        if report.recovered > 0 {
-            format!(
-                " ({} orphaned by a dead process, resumed)",
-                report.recovered
-            )
+        if recovered > 0 {
+            format!(" ({recovered} orphaned by a dead process, resumed)")
         } else {
             String::new()
         }
@@ -132,7 +129,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
 
 /// The exit code of a queue: interrupted beats failed beats ok.
 pub fn code(report: &exec::Report) -> u8 {
-    if report.stopped || report.interrupted > 0 {
+    if report.stopped {
         exit::INTERRUPTED
     } else if report.failed > 0 {
         exit::FAILURE
@@ -141,7 +138,8 @@ pub fn code(report: &exec::Report) -> u8 {
     }
 }
 
-/// Executes a queue with progress on stderr and Ctrl-C handling.
+/// Recovers orphaned runs, then executes a queue with progress on stderr and Ctrl-C handling;
+/// returns what the queue did and how many orphaned runs were put back in it.
 pub fn execute(
     store: &mut Store,
     queue: Queue<'_>,
@@ -149,7 +147,7 @@ pub fn execute(
     base_dir: &std::path::Path,
     fail_fast: bool,
     ctx: &Context,
-) -> Result<exec::Report> {
+) -> Result<(exec::Report, usize)> {
     let recovered = exec::recover_stale(store)?;
     for (run, reason) in &recovered {
         eprintln!(
@@ -178,7 +176,6 @@ pub fn execute(
         fail_fast,
         stop: &stop,
     };
-    let mut report = exec::execute(store, queue, specs, base_dir, &options, observer.as_mut())?;
-    report.recovered += recovered.len();
-    Ok(report)
+    let report = exec::execute(store, queue, specs, base_dir, &options, observer.as_mut())?;
+    Ok((report, recovered.len()))
 }

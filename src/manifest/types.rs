@@ -363,6 +363,17 @@ pub enum Precision {
     Bf16,
 }
 
+impl std::fmt::Display for Precision {
+    /// As the manifest spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
 /// A hardware profile defined in a manifest; unset fields come from `extends`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -97,7 +97,7 @@ impl Provenance {
             .and_then(|_| git(&["status", "--porcelain"]))
             .map(|s| !s.is_empty());
         Provenance {
-            host: sysinfo::System::host_name().ok(),
+            host: host(),
             git_commit,
             git_dirty,
             xp_version: env!("CARGO_PKG_VERSION").into(),
@@ -166,6 +166,11 @@ pub struct ExperimentCounts {
     pub experiment: String,
     pub description: String,
     pub counts: Vec<(String, i64)>,
+}
+
+/// This machine's name as runs record it.
+pub fn host() -> Option<String> {
+    sysinfo::System::host_name().ok()
 }
 
 fn now() -> String {
@@ -660,12 +665,7 @@ impl Store {
         Ok(self.conn.execute(
             "UPDATE runs SET status = 'interrupted', error = ?1, finished_at = ?2
              WHERE status = 'running' AND pid = ?3 AND host IS ?4",
-            params![
-                reason,
-                now(),
-                std::process::id() as i64,
-                sysinfo::System::host_name().ok()
-            ],
+            params![reason, now(), std::process::id() as i64, host()],
         )?)
     }
 

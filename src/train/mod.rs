@@ -309,10 +309,7 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
     configure_cubecl();
     let config = &job.spec.config;
     if config.hardware.precision != crate::manifest::Precision::F32 {
-        let name = serde_json::to_value(config.hardware.precision)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from));
-        return Err(Error::Precision(name.unwrap_or_default()));
+        return Err(Error::Precision(config.hardware.precision.to_string()));
     }
     let t = &config.train;
     let block = config.model.block_size as usize;

@@ -231,25 +231,18 @@ where
     for (i, run) in runs.iter().enumerate() {
         let (r, g, b) = TABLEAU[i % TABLEAU.len()];
         let color = RGBColor(r, g, b).to_rgba();
-        chart
-            .draw_series(LineSeries::new(
-                run.train.iter().copied(),
-                color.mix(0.45).stroke_width(1),
-            ))
-            .map_err(|e| err(&e))?
-            .label(format!("{} train", run.run))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.mix(0.45).stroke_width(1))
-            });
-        chart
-            .draw_series(
-                LineSeries::new(run.val.iter().copied(), color.stroke_width(3)).point_size(3),
-            )
-            .map_err(|e| err(&e))?
-            .label(format!("{} val", run.run))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
-            });
+        // Training loss faint and thin, validation loss solid with markers.
+        let curves = [
+            (run.train, "train", color.mix(0.45).stroke_width(1), 0),
+            (run.val, "val", color.stroke_width(3), 3),
+        ];
+        for (points, what, style, marker) in curves {
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), style).point_size(marker))
+                .map_err(|e| err(&e))?
+                .label(format!("{} {what}", run.run))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+        }
     }
     chart
         .configure_series_labels()

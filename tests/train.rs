@@ -14,14 +14,18 @@ fn manifest(dir: &Path, extra: &str) -> PathBuf {
 }
 
 fn metric(db: &Path, name: &str) -> Vec<(i64, f64)> {
+    run_metric(db, 1, name)
+}
+
+fn run_metric(db: &Path, run: i64, name: &str) -> Vec<(i64, f64)> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
         .prepare(
             "SELECT m.step, m.value FROM metrics m JOIN metric_names n ON n.id = m.name_id
-             WHERE m.run_id = 1 AND n.name = ?1 ORDER BY m.step",
+             WHERE m.run_id = ?1 AND n.name = ?2 ORDER BY m.step",
         )
         .unwrap();
-    stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))
+    stmt.query_map(rusqlite::params![run, name], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect()
@@ -147,6 +151,79 @@ fn the_wgpu_backend_trains_on_vulkan() {
     assert!(loss.last().unwrap().1 < loss[0].1, "{loss:?}");
     // CubeCL's caches stay out of the experiment folder.
     assert!(!dir.path().join("target").exists());
+}
+
+#[test]
+fn mixed_precision_runs_track_the_f32_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(
+        dir.path(),
+        "[sweep.grid]\n\"hardware.precision\" = [\"f32\", \"f16\", \"bf16\"]\n",
+    );
+    let db = dir.path().join("runs.db");
+    let (code, stdout, stderr) = output(
+        xp(&db)
+            .arg("run")
+            .arg(&path)
+            .args(["--set", "train.steps=20"]),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let f32_loss = run_metric(&db, 1, "train_loss");
+    let f32_norm = run_metric(&db, 1, "grad_norm");
+    assert!(
+        f32_loss.last().unwrap().1 < f32_loss[0].1 - 0.3,
+        "{f32_loss:?}"
+    );
+    // f16 and bf16 keep 11 and 8 significant bits in the products: the loss stays within a
+    // few hundredths of f32's. The gradient norm is logged after f16's loss scale of 1024 is
+    // divided out again: a scale left in would show as a norm 1024 times larger.
+    for (run, tolerance) in [(2, 0.02), (3, 0.05)] {
+        let loss = run_metric(&db, run, "train_loss");
+        let norm = run_metric(&db, run, "grad_norm");
+        assert_eq!(loss.len(), f32_loss.len());
+        for ((step, a), (_, b)) in f32_loss.iter().zip(&loss) {
+            assert!(
+                (a - b).abs() < tolerance,
+                "run-{run} step {step}: {a} vs {b}"
+            );
+        }
+        for ((step, a), (_, b)) in f32_norm.iter().zip(&norm) {
+            assert!(
+                (a / b - 1.0).abs() < 0.1,
+                "run-{run} step {step}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_precision_the_device_lacks_fails_the_run_with_what_it_supports() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(dir.path(), "");
+    let db = dir.path().join("runs.db");
+    let (code, stdout, stderr) = output(
+        xp(&db)
+            .env("XP_CACHE", dir.path().join("cache"))
+            .arg("run")
+            .arg(&path)
+            .args(["--set", "hardware.device=vulkan"])
+            .args(["--set", "hardware.precision=bf16"]),
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let error: String = conn
+        .query_row("SELECT error FROM runs WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    // lavapipe's shaders have f16 but no bf16 arithmetic.
+    let (head, rest) = error
+        .split_once(" (llvmpipe")
+        .expect("the adapter is named");
+    let (_, tail) = rest.split_once(")): ").expect("the adapter is named");
+    assert_eq!(
+        format!("{head} (ADAPTER): {tail}"),
+        "precision bf16 is not supported on wgpu/vulkan (ADAPTER): its shaders lack bf16 \
+         arithmetic; use f32 or f16"
+    );
 }
 
 /// Collects metrics in memory and stops after a given step.

@@ -355,6 +355,8 @@ pub enum DeviceKind {
     Cpu,
 }
 
+/// f32, or mixed precision: the matrix products in f16 or bf16 while the weights, the optimizer
+/// and the loss stay f32. The device's shaders must have the half type's arithmetic.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {

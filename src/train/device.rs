@@ -11,7 +11,8 @@ use crate::manifest::{DeviceChoice, DeviceKind, HardwareConfig};
 pub struct Selected {
     /// The plain (non-autodiff) device.
     pub device: Device,
-    /// `wgpu/vulkan`, `wgpu/metal` or `flex` (burn's CPU backend).
+    /// `wgpu/vulkan` (`wgpu/vulkan-spirv` in a `spirv` build), `wgpu/metal` or `flex` (burn's
+    /// CPU backend).
     pub backend: String,
     /// The adapter's own name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "NVIDIA H100 80GB HBM3".
     pub adapter: String,
@@ -82,6 +83,13 @@ fn wgpu_device(
     } else {
         "vulkan"
     };
+    // A build with the `spirv` feature compiles Vulkan kernels to SPIR-V, not WGSL: recorded
+    // with the run, since speed (and which precisions work) differ between the two.
+    let backend = if api == WgpuBackend::Vulkan && cfg!(feature = "spirv") {
+        "wgpu/vulkan-spirv".to_string()
+    } else {
+        format!("wgpu/{label}")
+    };
     let found = adapters(backends);
     // A software rasteriser (lavapipe) is a GPU only in name: `auto` prefers the CPU backend.
     let adapter = found
@@ -109,7 +117,7 @@ fn wgpu_device(
     {
         return Ok(Selected {
             device: device.clone(),
-            backend: format!("wgpu/{label}"),
+            backend: backend.clone(),
             adapter: name.clone(),
         });
     }
@@ -126,7 +134,7 @@ fn wgpu_device(
     ));
     Ok(Selected {
         device,
-        backend: format!("wgpu/{label}"),
+        backend,
         adapter: adapter.name.clone(),
     })
 }

@@ -11,13 +11,13 @@ use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data;
-use crate::manifest::{Alpha, AlphaMode, Config, TrainConfig, Unit};
+use crate::manifest::{Alpha, AlphaMode, Config, Precision, TrainConfig, Unit};
 use crate::sweep::RunSpec;
 pub use checkpoint::{CheckpointState, load_state};
 use model::Gpt;
@@ -35,8 +35,16 @@ pub enum Error {
     Interrupted { step: u64 },
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
-    #[error("precision {0} is not supported yet: xp trains in f32 (docs/model.md)")]
-    Precision(String),
+    #[error(
+        "precision {precision} is not supported on {backend} ({adapter}): its shaders lack \
+         {precision} arithmetic; use {supported}"
+    )]
+    Precision {
+        precision: Precision,
+        backend: String,
+        adapter: String,
+        supported: String,
+    },
     #[error("the model has {found} parameters, but the plan computed {planned}: a bug in xp")]
     ParamMismatch { found: u64, planned: u64 },
 }
@@ -103,6 +111,7 @@ pub struct Summary {
 
 /// Keeps CubeCL's autotune and kernel caches in xp's cache folder: by default CubeCL writes
 /// them under the nearest folder with a Cargo.toml, which may be the user's experiment folder.
+/// They persist between processes only in a build with the `persistent-cache` feature.
 fn configure_cubecl() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -110,6 +119,12 @@ fn configure_cubecl() {
         use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
         let mut config = CubeClRuntimeConfig::default().override_from_env();
         config.environment.path = CacheConfig::Directory(data::cache_dir().join("cubecl"));
+        // With CubeCL's persistence compiled in, compiled kernels are kept too (SPIR-V
+        // builds), not only autotune results: together they make a second start quick.
+        #[cfg(feature = "persistent-cache")]
+        {
+            config.compilation.cache = true;
+        }
         if !CubeClRuntimeConfig::try_set(config) {
             tracing::warn!("CubeCL was configured before xp could move its caches");
         }
@@ -195,6 +210,22 @@ fn optimizer(t: &TrainConfig, model: &Gpt) -> ModuleOptimizer {
     )
 }
 
+/// The factor f16 runs multiply the loss by before the backward pass, so that small
+/// gradients stay above f16's smallest normal value (6.1e-5); the gradients are divided by it
+/// again before clipping. Static: 2^10 leaves a margin of 64 below f16's largest value for
+/// activation gradients of order one, and a dynamic scale would need a read-back every step
+/// to detect overflow. bf16 has f32's range and needs none.
+const F16_LOSS_SCALE: f64 = 1024.0;
+
+/// The dtype of the matrix products for a precision.
+fn compute_dtype(precision: Precision) -> FloatDType {
+    match precision {
+        Precision::F32 => FloatDType::F32,
+        Precision::F16 => FloatDType::F16,
+        Precision::Bf16 => FloatDType::BF16,
+    }
+}
+
 /// Global gradient norm, and the gradients scaled so that it is at most `clip` (0: no clip).
 struct GlobalNorm<'a> {
     grads: &'a mut GradientsParams,
@@ -220,11 +251,13 @@ fn scale<const D: usize>(grads: &mut GradientsParams, id: ParamId, factor: &Tens
     }
 }
 
-/// Clips in place; returns the norm before clipping as a [1] tensor (read only when logged).
+/// Divides the gradients by `loss_scale` and clips them, in place; returns the (unscaled) norm
+/// before clipping as a [1] tensor (read only when logged).
 fn clip_global_norm(
     model: &Gpt,
     grads: &mut GradientsParams,
     clip: f64,
+    loss_scale: f64,
     device: &Device,
 ) -> Tensor<1> {
     let mut visitor = GlobalNorm {
@@ -245,13 +278,19 @@ fn clip_global_norm(
             total = total + p;
         }
     }
-    let norm = total.sqrt();
-    if clip > 0.0 {
-        // min(1, clip / norm): a no-op below the threshold, computed on the device (no sync).
-        let factor = (norm.clone() + 1e-6)
-            .recip()
-            .mul_scalar(clip)
-            .clamp_max(1.0);
+    let norm = total.sqrt() / loss_scale;
+    if clip > 0.0 || loss_scale != 1.0 {
+        // min(1, clip / norm) / scale: computed on the device (no sync); without clipping and
+        // scaling there is nothing to do.
+        let clipped = if clip > 0.0 {
+            (norm.clone() + 1e-6)
+                .recip()
+                .mul_scalar(clip)
+                .clamp_max(1.0)
+        } else {
+            Tensor::ones([1], device)
+        };
+        let factor = clipped / loss_scale;
         for &(id, rank) in &ids {
             match rank {
                 1 => scale::<1>(grads, id, &factor),
@@ -308,9 +347,6 @@ pub struct Job<'a> {
 pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Error> {
     configure_cubecl();
     let config = &job.spec.config;
-    if config.hardware.precision != crate::manifest::Precision::F32 {
-        return Err(Error::Precision(config.hardware.precision.to_string()));
-    }
     let t = &config.train;
     let block = config.model.block_size as usize;
     let corpus = data::corpus(&job.base_dir, &config.data, block)?;
@@ -322,9 +358,29 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
     );
 
     let device = selected.device.clone();
+    let precision = config.hardware.precision;
+    let dtype = compute_dtype(precision);
+    if !device.supports_dtype(dtype) {
+        let supported = [Precision::F16, Precision::Bf16]
+            .into_iter()
+            .filter(|p| device.supports_dtype(compute_dtype(*p)))
+            .fold("f32".to_string(), |acc, p| format!("{acc} or {p}"));
+        return Err(Error::Precision {
+            precision,
+            backend: selected.backend,
+            adapter: selected.adapter,
+            supported,
+        });
+    }
+    let loss_scale = if precision == Precision::F16 {
+        F16_LOSS_SCALE
+    } else {
+        1.0
+    };
     let train_device = device.clone().autodiff();
     train_device.seed(t.seed);
-    let mut model = Gpt::new(&config.model, corpus.tokenizer.vocab_size(), &train_device);
+    let mut model =
+        Gpt::new(&config.model, corpus.tokenizer.vocab_size(), &train_device).with_compute(dtype);
     let found = model.num_params() as u64;
     if found != job.spec.params {
         return Err(Error::ParamMismatch {
@@ -405,11 +461,16 @@ pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Erro
             );
             let loss = model.loss(x, y, alpha) / t.grad_accum as f64;
             loss_sum = loss_sum + loss.clone().inner();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let scaled = if loss_scale == 1.0 {
+                loss
+            } else {
+                loss * loss_scale
+            };
+            let grads = GradientsParams::from_grads(scaled.backward(), &model);
             accumulator.accumulate(&model, grads);
         }
         let mut grads = accumulator.grads();
-        let norm = clip_global_norm(&model, &mut grads, t.grad_clip, &train_device);
+        let norm = clip_global_norm(&model, &mut grads, t.grad_clip, loss_scale, &train_device);
         model = optim.step(lr, model, grads);
         state.step += 1;
         state.tokens += tokens_per_step;

@@ -7,7 +7,7 @@ use burn::nn::{
     Linear, LinearConfig,
 };
 use burn::tensor::activation::{gelu, log_softmax, mish, relu, sigmoid, silu, softmax, tanh};
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::{Bool, Device, FloatDType, Int, Tensor};
 
 use crate::manifest::{Alpha, AlphaMode, ModelConfig, Unit};
 
@@ -16,6 +16,20 @@ fn init() -> Initializer {
     Initializer::Normal {
         mean: 0.0,
         std: 0.02,
+    }
+}
+
+/// `x · W + b` with the product in `dtype`: the f32 weights are cast on the way in (the cast is
+/// differentiable, so their gradients come back in f32) and the output stays in `dtype`.
+fn project<const D: usize>(layer: &Linear, x: Tensor<D>, dtype: FloatDType) -> Tensor<D> {
+    if dtype == FloatDType::F32 {
+        return layer.forward(x);
+    }
+    let weight = layer.weight.val().cast(dtype).unsqueeze::<D>();
+    let y = x.cast(dtype).matmul(weight);
+    match &layer.bias {
+        Some(bias) => y + bias.val().cast(dtype).unsqueeze::<D>(),
+        None => y,
     }
 }
 
@@ -84,6 +98,7 @@ impl FeedForward {
                     .as_ref()
                     .map(|p| p.val())
                     .expect("swish has β")
+                    .cast(b.dtype())
                     .reshape([1, 1, 1]);
                 b.clone() * sigmoid(b * beta)
             }
@@ -91,20 +106,22 @@ impl FeedForward {
         }
     }
 
-    /// `x`: [batch, time, dim]. `scheduled_alpha` is used by `alpha = "cosine"`.
-    pub fn forward(&self, x: Tensor<3>, scheduled_alpha: f64) -> Tensor<3> {
-        let a = self.a.forward(x.clone());
+    /// `x`: [batch, time, dim]. `scheduled_alpha` is used by `alpha = "cosine"`. The
+    /// projections and the gating run in `dtype`; so does the output.
+    pub fn forward(&self, x: Tensor<3>, scheduled_alpha: f64, dtype: FloatDType) -> Tensor<3> {
+        let a = project(&self.a, x.clone(), dtype);
         let Some(b) = &self.b else {
-            return self.o.forward(gelu(a));
+            return project(&self.o, gelu(a), dtype);
         };
-        let gate = self.gate(b.forward(x));
+        let gate = self.gate(project(b, x, dtype));
         let value = if self.unit == Unit::Gtu { tanh(a) } else { a };
         let alpha = self
             .alpha(scheduled_alpha, &value.device())
+            .cast(dtype)
             .reshape([1, 1, 1]);
         // α·g + (1 − α): α = 1 is the full gate, α = 0 no gate at all.
         let mixed = gate * alpha.clone() - alpha + 1.0;
-        self.o.forward(value * mixed)
+        project(&self.o, value * mixed, dtype)
     }
 }
 
@@ -129,10 +146,11 @@ impl Attention {
         }
     }
 
-    pub fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>) -> Tensor<3> {
+    /// The products run in `dtype`, the softmax in f32; the output is in `dtype`.
+    pub fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>, dtype: FloatDType) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let hd = d / self.heads;
-        let qkv = self.qkv.forward(x);
+        let qkv = project(&self.qkv, x, dtype);
         let split = |i: usize| {
             qkv.clone()
                 .slice([0..b, 0..t, i * d..(i + 1) * d])
@@ -140,11 +158,11 @@ impl Attention {
                 .swap_dims(1, 2)
         };
         let (q, k, v) = (split(0), split(1), split(2));
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
+        let scores = q.matmul(k.swap_dims(2, 3)).cast(FloatDType::F32) * (1.0 / (hd as f64).sqrt());
         let scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        let weights = self.attn_dropout.forward(softmax(scores, 3));
+        let weights = self.attn_dropout.forward(softmax(scores, 3)).cast(dtype);
         let y = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        self.proj.forward(y)
+        project(&self.proj, y, dtype)
     }
 }
 
@@ -159,15 +177,18 @@ pub struct Block {
 }
 
 impl Block {
-    pub fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>, alpha: f64) -> Tensor<3> {
-        let x = x.clone()
-            + self
-                .dropout
-                .forward(self.attn.forward(self.ln1.forward(x), mask));
-        x.clone()
-            + self
-                .dropout
-                .forward(self.ffn.forward(self.ln2.forward(x), alpha))
+    /// The residual stream and the LayerNorms stay f32 whatever `dtype` the products run in.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Tensor<4, Bool>,
+        alpha: f64,
+        dtype: FloatDType,
+    ) -> Tensor<3> {
+        let attn = self.attn.forward(self.ln1.forward(x.clone()), mask, dtype);
+        let x = x + self.dropout.forward(attn.cast(FloatDType::F32));
+        let ffn = self.ffn.forward(self.ln2.forward(x.clone()), alpha, dtype);
+        x + self.dropout.forward(ffn.cast(FloatDType::F32))
     }
 }
 
@@ -183,6 +204,9 @@ pub struct Gpt {
     head: Option<Linear>,
     #[module(skip)]
     block_size: usize,
+    /// The dtype of the matrix products: f32, or f16/bf16 for mixed precision.
+    #[module(skip)]
+    compute: FloatDType,
 }
 
 impl Gpt {
@@ -210,7 +234,15 @@ impl Gpt {
             ln_f: layer_norm(),
             head: (!config.tie_weights).then(|| linear(d, vocab, false, device)),
             block_size: config.block_size as usize,
+            compute: FloatDType::F32,
         }
+    }
+
+    /// Mixed precision: the matrix products in `dtype` (f16 or bf16), as PyTorch's autocast
+    /// does; the weights, LayerNorms, softmax and loss stay f32.
+    pub fn with_compute(mut self, dtype: FloatDType) -> Self {
+        self.compute = dtype;
+        self
     }
 
     pub fn block_size(&self) -> usize {
@@ -228,19 +260,21 @@ impl Gpt {
         // triangle): a position may not attend to later ones.
         let mask = Tensor::<2, Bool>::tril_mask([t, t], 0, &device).reshape([1, 1, t, t]);
         for block in &self.blocks {
-            x = block.forward(x, mask.clone(), alpha);
+            x = block.forward(x, mask.clone(), alpha, self.compute);
         }
         let x = self.ln_f.forward(x);
-        match &self.head {
-            Some(head) => head.forward(x),
+        let logits = match &self.head {
+            Some(head) => project(head, x, self.compute),
             None => {
-                let weight = self.tokens.weight.val();
+                let weight = self.tokens.weight.val().cast(self.compute);
                 let [vocab, d] = weight.dims();
                 x.reshape([b * t, d])
+                    .cast(self.compute)
                     .matmul(weight.transpose())
                     .reshape([b, t, vocab])
             }
-        }
+        };
+        logits.cast(FloatDType::F32)
     }
 
     /// Mean cross-entropy of the next-token predictions, a [1] tensor.
@@ -299,7 +333,7 @@ mod tests {
     fn at(ffn: &FeedForward, x: f32, scheduled: f64) -> f32 {
         let device = Device::flex();
         let input = Tensor::<3>::from_data(TensorData::new(vec![x], [1, 1, 1]), &device);
-        ffn.forward(input, scheduled)
+        ffn.forward(input, scheduled, FloatDType::F32)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap()[0]

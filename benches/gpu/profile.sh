@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run on the GPU box from the repository root, with .dev/ holding xp.xz (default build),
+# xp_spirv.xz (--features spirv,persistent-cache), both stripped and xz-compressed, and
+# tinyshakespeare.txt; .gl/ holds the Vulkan loader packages (the device tool's README).
+set -u
+for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.dev/xp.xz'), open('/tmp/xp','wb'))"; chmod +x /tmp/xp
+mkdir -p /tmp/c/datasets && cp .dev/tinyshakespeare.txt /tmp/c/datasets/
+export XP_CACHE=/tmp/c
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+cd /tmp
+B="/tmp/xp bench train --preset shakespeare-char --device vulkan"
+echo "== profile"
+CUBECL_DEBUG_LOG=/tmp/cl.log CUBECL_DEBUG_OPTION=profile timeout 300 $B --steps 40 --warmup 20 --log-every 20 > $OUT/prof_run.txt 2>&1; echo rc=$?
+tail -8 $OUT/prof_run.txt
+ls -la /tmp/cl.log
+python3 - <<'PY'
+import lzma, os
+src = open('/tmp/cl.log', errors='replace').read()
+out = os.environ['OUT']
+# Summary tables (4 columns) and autotune lines only: compiled sources are bulky.
+keep = [l for l in src.splitlines() if (l.startswith('| ') and l.count('|') == 5) or 'utotun' in l or 'Tuning' in l or 'fastest' in l.lower()]
+open(out + '/prof_tables.txt', 'w').write('\n'.join(keep))
+with lzma.open(out + '/cl.log.xz', 'wt', preset=6) as f: f.write(src)
+print(len(keep), 'lines kept;', os.path.getsize(out + '/cl.log.xz'), 'bytes xz')
+PY
+for lvl in minimal default; do
+  echo "== autotune $lvl, cold driver cache"
+  d=$(mktemp -d)
+  if [ $lvl = minimal ]; then export CUBECL_AUTOTUNE_LEVEL=minimal; else unset CUBECL_AUTOTUNE_LEVEL; fi
+  __GL_SHADER_DISK_CACHE_PATH=$d timeout 200 $B --steps 200 --warmup 50 2>&1 | tail -9
+done

@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
-# Run on the GPU box from the repository root, with .dev/ holding xp.xz (default build),
-# xp_spirv.xz (--features spirv,persistent-cache), both stripped and xz-compressed, and
-# tinyshakespeare.txt; .gl/ holds the Vulkan loader packages (the device tool's README).
-# Same lease as gpu_g: the precision check (WGSL build), SPIR-V f16, then second starts.
+# Run after first_lease_1.sh on the same machine (it unpacked the binaries and filled CubeCL's
+# caches): the precision check (WGSL build), SPIR-V f16, then second starts.
 set -u
 REPO=$PWD
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json XP_CACHE=/tmp/c

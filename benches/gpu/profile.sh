@@ -1,14 +1,8 @@
 #!/usr/bin/env bash
-# Run on the GPU box from the repository root, with .dev/ holding xp.xz (default build),
-# xp_spirv.xz (--features spirv,persistent-cache), both stripped and xz-compressed, and
-# tinyshakespeare.txt; .gl/ holds the Vulkan loader packages (the device tool's README).
+# Per-kernel device times and autotune decisions (CubeCL's profile log) of the default
+# build at f32, then the first step at autotune level minimal and at the default level.
 set -u
-for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.dev/xp.xz'), open('/tmp/xp','wb'))"; chmod +x /tmp/xp
-mkdir -p /tmp/c/datasets && cp .dev/tinyshakespeare.txt /tmp/c/datasets/
-export XP_CACHE=/tmp/c
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+. benches/gpu/setup.sh xp
 cd /tmp
 B="/tmp/xp bench train --preset shakespeare-char --device vulkan"
 echo "== profile"
@@ -22,7 +16,6 @@ out = os.environ['OUT']
 # Summary tables (4 columns) and autotune lines only: compiled sources are bulky.
 keep = [l for l in src.splitlines() if (l.startswith('| ') and l.count('|') == 5) or 'utotun' in l or 'Tuning' in l or 'fastest' in l.lower()]
 open(out + '/prof_tables.txt', 'w').write('\n'.join(keep))
-with lzma.open(out + '/cl.log.xz', 'wt', preset=6) as f: f.write(src)
 print(len(keep), 'lines kept;', os.path.getsize(out + '/cl.log.xz'), 'bytes xz')
 PY
 for lvl in minimal default; do

@@ -283,6 +283,11 @@ impl Recorder for Timings {
     }
 }
 
+/// A measured value, or a dash where there is none.
+fn shown<T>(value: Option<T>, format: impl FnOnce(T) -> String) -> String {
+    value.map(format).unwrap_or_else(|| "—".into())
+}
+
 fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
@@ -400,19 +405,11 @@ fn train_bench(a: TrainArgs) -> Result<u8> {
         config.hardware.precision
     )?;
     writeln!(out, "device     {} ({})", timings.backend, timings.adapter)?;
-    writeln!(
-        out,
-        "first step {}",
-        first
-            .map(|s| format!("{s:.2} s"))
-            .unwrap_or_else(|| "—".into())
-    )?;
+    writeln!(out, "first step {}", shown(first, |s| format!("{s:.2} s")))?;
     writeln!(
         out,
         "tokens/s   {} (median over steps {}–{}, read back every {} steps)",
-        tokens
-            .map(|t| format!("{t:.0}"))
-            .unwrap_or_else(|| "—".into()),
+        shown(tokens, |t| format!("{t:.0}")),
         a.warmup + 1,
         a.steps,
         a.log_every.max(1)
@@ -420,24 +417,17 @@ fn train_bench(a: TrainArgs) -> Result<u8> {
     writeln!(
         out,
         "step time  {}",
-        median(&mut step_ms)
-            .map(|ms| format!("{ms:.2} ms"))
-            .unwrap_or_else(|| "—".into())
+        shown(median(&mut step_ms), |ms| format!("{ms:.2} ms"))
     )?;
     writeln!(
         out,
         "peak RSS   {} (host memory; burn 0.22 exposes no device memory figure)",
-        peak_rss_mb()
-            .map(|mb| format!("{mb:.0} MB"))
-            .unwrap_or_else(|| "—".into())
+        shown(peak_rss_mb(), |mb| format!("{mb:.0} MB"))
     )?;
     writeln!(
         out,
         "loss       {} after {} steps; wall {}",
-        summary
-            .final_train_loss
-            .map(|l| format!("{l:.4}"))
-            .unwrap_or_else(|| "—".into()),
+        shown(summary.final_train_loss, |l| format!("{l:.4}")),
         a.steps,
         duration(wall)
     )?;

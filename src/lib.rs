@@ -5,5 +5,6 @@ pub mod data;
 pub mod exec;
 pub mod manifest;
 pub mod store;
+pub mod summary;
 pub mod sweep;
 pub mod train;

@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::chart::{self, Curves, Series};
-use super::{Context, Error, Format, Result, exit, si, write_csv, write_json, write_table};
+use super::output::{Format, si, write_csv, write_json, write_table};
+use super::{Context, Error, Result, exit};
 use crate::manifest::layers::flatten;
-use crate::store::{RunRow, Store, SummaryRow};
+use crate::store::{RunRecord, Store};
+use crate::summary::{Better, Summary, SummaryMetric};
 use crate::sweep;
 
 #[derive(Debug, clap::Args)]
@@ -34,28 +36,6 @@ pub struct Args {
     format: Format,
 }
 
-/// Which way is better for each summary metric: -1 lower, 1 higher, 0 neither.
-const SUMMARY: [(&str, i8); 6] = [
-    ("best_val_loss", -1),
-    ("final_val_loss", -1),
-    ("final_train_loss", -1),
-    ("median_tokens_per_s", 1),
-    ("wall_s", -1),
-    ("params", 0),
-];
-
-fn summary_value(s: &SummaryRow, name: &str) -> Option<f64> {
-    match name {
-        "best_val_loss" => s.best_val_loss,
-        "final_val_loss" => s.final_val_loss,
-        "final_train_loss" => s.final_train_loss,
-        "median_tokens_per_s" => s.median_tokens_per_s,
-        "wall_s" => s.wall_s,
-        "params" => s.params.map(|p| p as f64),
-        _ => None,
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct Setting {
     setting: String,
@@ -63,7 +43,7 @@ struct Setting {
 }
 
 #[derive(Debug, Serialize)]
-struct Summary {
+struct SummaryLine {
     metric: &'static str,
     values: Vec<Option<f64>>,
     /// Index of the better run, where the metric has a direction and values differ.
@@ -81,21 +61,24 @@ struct Aligned {
 struct Comparison {
     runs: Vec<String>,
     settings: Vec<Setting>,
-    summary: Vec<Summary>,
+    summary: Vec<SummaryLine>,
     aligned: Vec<Aligned>,
 }
 
-fn best(values: &[Option<f64>], direction: i8) -> Option<usize> {
+fn best(values: &[Option<f64>], better: Better) -> Option<usize> {
     let present: Vec<(usize, f64)> = values
         .iter()
         .enumerate()
         .filter_map(|(i, v)| v.filter(|v| v.is_finite()).map(|v| (i, v)))
         .collect();
-    if direction == 0 || present.len() < 2 || present.iter().all(|(_, v)| *v == present[0].1) {
+    if better == Better::Neither
+        || present.len() < 2
+        || present.iter().all(|(_, v)| *v == present[0].1)
+    {
         return None;
     }
     let pick = present.into_iter().min_by(|a, b| {
-        let (a, b) = if direction < 0 {
+        let (a, b) = if better == Better::Lower {
             (a.1, b.1)
         } else {
             (b.1, a.1)
@@ -145,10 +128,13 @@ type Curve = Vec<(f64, f64)>;
 
 fn compare(
     store: &Store,
-    runs: &[RunRow],
+    runs: &[RunRecord],
     args: &Args,
 ) -> Result<(Comparison, Vec<Curve>, Vec<Curve>)> {
-    let configs: Vec<_> = runs.iter().map(|r| flatten(&r.spec["config"])).collect();
+    let configs: Vec<_> = runs
+        .iter()
+        .map(|r| flatten(&serde_json::to_value(&r.spec.config).expect("config serializes")))
+        .collect();
     let mut keys: Vec<&String> = configs.iter().flat_map(|c| c.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -164,18 +150,17 @@ fn compare(
             values: configs.iter().map(|c| c.get(k).cloned()).collect(),
         })
         .collect();
-    let summaries: Vec<SummaryRow> = runs
+    let summaries: Vec<Summary> = runs
         .iter()
         .map(|r| store.summary(r.id).map(Option::unwrap_or_default))
         .collect::<std::result::Result<_, _>>()?;
-    let summary = SUMMARY
+    let summary = SummaryMetric::ALL
         .iter()
-        .map(|(name, direction)| {
-            let values: Vec<Option<f64>> =
-                summaries.iter().map(|s| summary_value(s, name)).collect();
-            Summary {
-                metric: name,
-                best: best(&values, *direction),
+        .map(|&metric| {
+            let values: Vec<Option<f64>> = summaries.iter().map(|s| s.get(metric)).collect();
+            SummaryLine {
+                metric: metric.name(),
+                best: best(&values, metric.better()),
                 values,
             }
         })
@@ -220,7 +205,7 @@ fn compare(
             .collect()
     };
     let comparison = Comparison {
-        runs: runs.iter().map(RunRow::name).collect(),
+        runs: runs.iter().map(RunRecord::name).collect(),
         settings,
         summary,
         aligned,
@@ -229,10 +214,15 @@ fn compare(
 }
 
 fn number(v: Option<f64>, metric: &str) -> String {
+    let summary = SummaryMetric::parse(metric);
     match v {
         None => "—".into(),
-        Some(v) if metric == "median_tokens_per_s" || metric == "params" => si(v.round()),
-        Some(v) if metric == "wall_s" => format!("{v:.1}"),
+        Some(v)
+            if summary.is_some_and(|m| m.is_count() || m == SummaryMetric::MedianTokensPerS) =>
+        {
+            si(v.round())
+        }
+        Some(v) if summary == Some(SummaryMetric::WallS) => format!("{v:.1}"),
         Some(v) => format!("{v:.4}"),
     }
 }
@@ -401,10 +391,10 @@ mod tests {
     #[test]
     fn the_better_value_follows_the_direction() {
         let v = [Some(2.0), Some(1.5), None];
-        assert_eq!(best(&v, -1), Some(1));
-        assert_eq!(best(&v, 1), Some(0));
-        assert_eq!(best(&v, 0), None);
-        assert_eq!(best(&[Some(1.0), Some(1.0)], -1), None);
-        assert_eq!(best(&[Some(1.0), None], -1), None);
+        assert_eq!(best(&v, Better::Lower), Some(1));
+        assert_eq!(best(&v, Better::Higher), Some(0));
+        assert_eq!(best(&v, Better::Neither), None);
+        assert_eq!(best(&[Some(1.0), Some(1.0)], Better::Lower), None);
+        assert_eq!(best(&[Some(1.0), None], Better::Lower), None);
     }
 }

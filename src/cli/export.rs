@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use super::{Context, Error, Result, Selection, exit, write_csv};
+use super::load::Selection;
+use super::output::write_csv;
+use super::{Context, Error, Result, exit};
 use crate::manifest::layers::flatten;
 use crate::store::Listed;
-use crate::store::query::SUMMARY_KEYS;
+use crate::summary::SummaryMetric;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum What {
@@ -79,35 +81,43 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                 .map(|l| (l.run.id, (l.run.name(), l.run.experiment.clone())))
                 .collect();
             let ids: Vec<i64> = runs.iter().map(|l| l.run.id).collect();
-            if args.format == ExportFormat::Csv {
-                writeln!(out, "run,experiment,metric,step,value,t_ms")?;
-            }
-            let csv = args.format == ExportFormat::Csv;
-            store.each_metric(&ids, |run, metric, step, value, t_ms| {
-                let (name, experiment) = &names[&run];
-                if csv {
-                    // Names are run-N, experiment names and metric names: no commas or quotes
-                    // can occur in metric names; experiment names are quoted when needed.
-                    let experiment = if experiment.contains([',', '"', '\n']) {
-                        format!("\"{}\"", experiment.replace('"', "\"\""))
-                    } else {
-                        experiment.clone()
-                    };
-                    writeln!(out, "{name},{experiment},{metric},{step},{value},{t_ms}")
-                } else {
-                    let row = serde_json::json!({
-                        "run": name, "experiment": experiment, "metric": metric,
-                        "step": step, "value": num(Some(value)), "t_ms": t_ms,
-                    });
-                    writeln!(out, "{row}")
+            match args.format {
+                ExportFormat::Csv => {
+                    let mut w = csv::Writer::from_writer(&mut out);
+                    w.write_record(["run", "experiment", "metric", "step", "value", "t_ms"])
+                        .map_err(std::io::Error::from)?;
+                    store.each_metric(&ids, |run, metric, step, value, t_ms| {
+                        let (name, experiment) = &names[&run];
+                        w.write_record([
+                            name.as_str(),
+                            experiment,
+                            metric,
+                            &step.to_string(),
+                            &value.to_string(),
+                            &t_ms.to_string(),
+                        ])
+                        .map_err(std::io::Error::from)
+                    })??;
+                    w.flush()?;
                 }
-            })??;
+                ExportFormat::Jsonl => {
+                    store.each_metric(&ids, |run, metric, step, value, t_ms| {
+                        let (name, experiment) = &names[&run];
+                        let row = serde_json::json!({
+                            "run": name, "experiment": experiment, "metric": metric,
+                            "step": step, "value": num(Some(value)), "t_ms": t_ms,
+                        });
+                        writeln!(out, "{row}")
+                    })??;
+                }
+            }
         }
         What::Summaries => {
-            let configs: Vec<_> = runs
+            let trees: Vec<serde_json::Value> = runs
                 .iter()
-                .map(|l| flatten(&l.run.spec["config"]))
+                .map(|l| serde_json::to_value(&l.run.spec.config).expect("config serializes"))
                 .collect();
+            let configs: Vec<_> = trees.iter().map(flatten).collect();
             let mut varying: Vec<&String> = configs
                 .iter()
                 .flat_map(|c| c.keys())
@@ -127,31 +137,29 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                     let mut m = serde_json::Map::new();
                     m.insert("run".into(), r.name().into());
                     m.insert("experiment".into(), r.experiment.clone().into());
-                    m.insert("status".into(), r.status.clone().into());
+                    m.insert("status".into(), r.status().name().into());
                     m.insert("key".into(), r.key.clone().into());
                     m.insert("step".into(), r.step.into());
                     m.insert("steps_total".into(), r.steps_total.into());
                     for k in &varying {
                         m.insert((*k).clone(), config.get(*k).cloned().unwrap_or_default());
                     }
-                    m.insert("best_val_loss".into(), num(s.best_val_loss));
-                    m.insert("final_val_loss".into(), num(s.final_val_loss));
-                    m.insert("final_train_loss".into(), num(s.final_train_loss));
-                    m.insert("median_tokens_per_s".into(), num(s.median_tokens_per_s));
-                    m.insert("wall_s".into(), num(s.wall_s));
-                    m.insert(
-                        "params".into(),
-                        s.params.map(Into::into).unwrap_or_default(),
-                    );
+                    for metric in SummaryMetric::ALL {
+                        let value = match metric {
+                            SummaryMetric::Params => s.params.map(Into::into).unwrap_or_default(),
+                            _ => num(s.get(metric)),
+                        };
+                        m.insert(metric.name().into(), value);
+                    }
                     m
                 })
                 .collect();
             match args.format {
                 ExportFormat::Jsonl => {
-                    for (row, l) in rows.into_iter().zip(&runs) {
+                    for (row, tree) in rows.into_iter().zip(trees) {
                         let mut row = row;
                         // JSON keeps the whole resolved config too, nested as it was given.
-                        row.insert("config".into(), l.run.spec["config"].clone());
+                        row.insert("config".into(), tree);
                         writeln!(out, "{}", serde_json::Value::Object(row))?;
                     }
                 }
@@ -162,7 +170,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                             .map(String::from)
                             .to_vec();
                     header.extend(varying.iter().map(|k| (*k).clone()));
-                    header.extend(SUMMARY_KEYS.map(String::from));
+                    header.extend(SummaryMetric::ALL.map(|m| m.name().to_string()));
                     let table: Vec<Vec<String>> = rows
                         .iter()
                         .map(|r| header.iter().map(|h| cell(&r[h])).collect())

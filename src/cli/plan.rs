@@ -3,7 +3,9 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use super::{Context, Format, Result, exit, load_and_plan, si, write_csv, write_table};
+use super::load::load_and_plan;
+use super::output::{Format, si, write_csv, write_table};
+use super::{Context, Result, exit};
 use crate::manifest::layers;
 use crate::sweep::{self, Plan};
 

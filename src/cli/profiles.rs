@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{Context, Format, Result, exit, write_csv, write_json, write_table};
+use super::output::{Format, write_csv, write_json, write_table};
+use super::{Context, Result, exit};
 use crate::manifest::{self, profiles};
 
 #[derive(Debug, clap::Args)]

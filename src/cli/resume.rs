@@ -1,10 +1,11 @@
 //! `xp resume`: go on with one interrupted, failed or orphaned run from its last checkpoint.
 
 use std::io::Write;
-use std::path::Path;
 
-use super::{Context, Error, Result, run::code, run::execute};
-use crate::exec::{self, Liveness, Queue};
+use super::output::Lossy;
+use super::{Context, Error, Result, progress, run::code};
+use crate::exec::{self, Queue};
+use crate::store::{Liveness, RunState, queue};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,44 +16,41 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     let mut store = ctx.open_existing_store()?;
     let run = store.run(&args.run)?;
-    match run.status.as_str() {
-        "completed" => {
+    match &run.state {
+        RunState::Completed => {
             return Err(Error::Usage(format!(
                 "{} is already completed; nothing to resume",
                 run.name()
             )));
         }
-        "cancelled" => {
-            return Err(Error::Usage(format!(
-                "{} was cancelled; queue it again with `xp run MANIFEST`",
-                run.name()
-            )));
-        }
-        "running" => {
-            if let Liveness::Alive = exec::liveness(&run, exec::host().as_deref()) {
+        RunState::Running(lease) => {
+            if let Liveness::Alive = queue::liveness(lease, exec::host().as_deref()) {
                 return Err(Error::Usage(format!(
                     "{} is running (process {} on {}); stop that process first",
                     run.name(),
-                    run.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-                    run.host.as_deref().unwrap_or("an unknown host")
+                    lease
+                        .pid
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    lease.host.as_deref().unwrap_or("an unknown host")
                 )));
             }
         }
-        _ => {}
+        RunState::Queued | RunState::Failed { .. } | RunState::Interrupted { .. } => {}
     }
-    // Data paths in a run's config are relative to the manifest it came from.
-    let base_dir = Path::new(&run.manifest_path)
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let (report, _) = execute(&mut store, Queue::Run(run.id), &[], &base_dir, false, ctx)?;
-    let after = store.run(&run.id.to_string())?;
-    writeln!(std::io::stdout(), "{}: {}", after.name(), after.status)?;
+    let report = progress::execute(&mut store, Queue::Run(run.id), false, ctx)?;
+    let after = store.run_by_id(run.id)?;
+    writeln!(
+        Lossy(std::io::stdout()),
+        "{}: {}",
+        after.name(),
+        after.status()
+    )?;
     if report.completed + report.failed + report.interrupted == 0 {
         return Err(Error::Usage(format!(
             "{} could not be claimed: it is {} now",
             after.name(),
-            after.status
+            after.status()
         )));
     }
     Ok(code(&report))

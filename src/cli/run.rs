@@ -1,14 +1,15 @@
 //! `xp run`: plan a manifest, queue its runs in the store, and execute the queue.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use serde_json::Value;
-
-use super::{Context, Result, exit, load_and_plan, progress};
+use super::load::load_and_plan;
+use super::output::Lossy;
+use super::{Context, Result, exit, progress};
 use crate::exec::{self, Queue};
 use crate::manifest::layers;
-use crate::store::{Provenance, RunFilter, Store};
+use crate::store::Status;
 use crate::sweep::{self, Plan};
 
 #[derive(Debug, clap::Args)]
@@ -31,9 +32,8 @@ pub struct Args {
 }
 
 /// Per run, which layer gave each setting (swept settings say so).
-fn origins(plan: &Plan) -> Vec<Value> {
-    let mut per_set: Vec<Option<std::collections::BTreeMap<String, String>>> =
-        vec![None; plan.layer_sets.len()];
+fn origins(plan: &Plan) -> Vec<BTreeMap<String, String>> {
+    let mut per_set: Vec<Option<BTreeMap<String, String>>> = vec![None; plan.layer_sets.len()];
     plan.runs
         .iter()
         .map(|run| {
@@ -49,7 +49,7 @@ fn origins(plan: &Plan) -> Vec<Value> {
                     }
                 }
             }
-            serde_json::to_value(map).expect("serializes")
+            map
         })
         .collect()
 }
@@ -57,9 +57,9 @@ fn origins(plan: &Plan) -> Vec<Value> {
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     let (loaded, _, plan) = load_and_plan(&args.manifest, &args.sets)?;
     let mut store = ctx.open_store()?;
-    let provenance = Provenance::detect(&loaded.base_dir());
+    let provenance = exec::provenance::detect(&loaded.base_dir());
     let enqueued = store.enqueue(&plan, &provenance, &origins(&plan))?;
-    let mut out = std::io::stdout().lock();
+    let mut out = Lossy(std::io::stdout().lock());
     let mut new = 0;
     for e in &enqueued {
         let run = &plan.runs[e.plan_index];
@@ -68,13 +68,13 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
             .iter()
             .map(|(k, v)| format!("{k}={}", sweep::short(v)))
             .collect();
-        let mark = match e.outcome.as_str() {
-            "new" => {
+        let mark = match e.existing {
+            None => {
                 new += 1;
                 "+new".to_string()
             }
-            "completed" => "=done".to_string(),
-            other => format!("={other}"),
+            Some(Status::Completed) => "=done".to_string(),
+            Some(other) => format!("={other}"),
         };
         writeln!(
             out,
@@ -103,11 +103,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         return Ok(exit::OK);
     }
     out.flush()?;
-    let (report, recovered) = execute(
+    let report = progress::execute(
         &mut store,
         Queue::Experiment(&plan.experiment.name),
-        &plan.runs,
-        &loaded.base_dir(),
         args.fail_fast,
         ctx,
     )?;
@@ -118,8 +116,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         report.completed,
         report.failed,
         report.interrupted,
-        if recovered > 0 {
-            format!(" ({recovered} orphaned by a dead process, resumed)")
+        if report.recovered > 0 {
+            format!(
+                " ({} orphaned by a dead process, resumed)",
+                report.recovered
+            )
         } else {
             String::new()
         }
@@ -136,46 +137,4 @@ pub fn code(report: &exec::Report) -> u8 {
     } else {
         exit::OK
     }
-}
-
-/// Recovers orphaned runs, then executes a queue with progress on stderr and Ctrl-C handling;
-/// returns what the queue did and how many orphaned runs were put back in it.
-pub fn execute(
-    store: &mut Store,
-    queue: Queue<'_>,
-    specs: &[sweep::RunSpec],
-    base_dir: &std::path::Path,
-    fail_fast: bool,
-    ctx: &Context,
-) -> Result<(exec::Report, usize)> {
-    let recovered = exec::recover_stale(store)?;
-    for (run, reason) in &recovered {
-        eprintln!(
-            "{} was left running: {reason}; it resumes from its last checkpoint",
-            run.name()
-        );
-    }
-    let pending: Vec<_> = match queue {
-        Queue::Experiment(name) => store
-            .runs(&RunFilter {
-                experiment: Some(name.to_string()),
-                ..RunFilter::default()
-            })?
-            .into_iter()
-            .filter(|r| matches!(r.status.as_str(), "queued" | "interrupted"))
-            .collect(),
-        Queue::Run(id) => vec![store.run(&id.to_string())?],
-    };
-    let steps: u64 = pending
-        .iter()
-        .map(|r| (r.steps_total - r.step).max(0) as u64)
-        .sum();
-    let stop = progress::interrupt_flag(ctx.db.clone())?;
-    let mut observer = progress::observer(pending.len(), steps);
-    let options = exec::Options {
-        fail_fast,
-        stop: &stop,
-    };
-    let report = exec::execute(store, queue, specs, base_dir, &options, observer.as_mut())?;
-    Ok((report, recovered.len()))
 }

@@ -3,8 +3,10 @@
 
 use std::io::Write;
 
-use super::{Context, Format, Result, Selection, exit, si, write_csv, write_table};
-use crate::store::{Listed, RunRow};
+use super::load::Selection;
+use super::output::{ListFormat, si, write_csv, write_json, write_table};
+use super::{Context, Result, exit};
+use crate::store::{Listed, RunRecord};
 use crate::sweep;
 
 #[derive(Debug, clap::Args)]
@@ -18,28 +20,19 @@ pub struct Args {
     /// At most this many runs.
     #[arg(long)]
     limit: Option<usize>,
+    /// table; csv; json (one array); jsonl (one run per line).
     #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    format: ListFormat,
 }
 
 /// The swept settings of a run, as `key=value` pairs.
-pub fn swept(run: &RunRow) -> String {
-    run.spec["swept"]
-        .as_array()
-        .map(|pairs| {
-            pairs
-                .iter()
-                .filter_map(|p| {
-                    Some(format!(
-                        "{}={}",
-                        p.get(0)?.as_str()?,
-                        sweep::short(p.get(1)?)
-                    ))
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
+pub fn swept(run: &RunRecord) -> String {
+    run.spec
+        .swept
+        .iter()
+        .map(|(k, v)| format!("{k}={}", sweep::short(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
@@ -48,6 +41,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         .selection
         .query(&store, args.sort.as_deref(), args.limit)?;
     let mut out = std::io::stdout().lock();
+    match args.format {
+        ListFormat::Json => return Ok(write_json(&mut out, &runs).map(|_| exit::OK)?),
+        ListFormat::Jsonl => {
+            for r in &runs {
+                serde_json::to_writer(&mut out, r).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            }
+            return Ok(exit::OK);
+        }
+        ListFormat::Csv | ListFormat::Table => {}
+    }
     let header: Vec<String> = [
         "run",
         "experiment",
@@ -61,16 +65,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     .map(String::from)
     .to_vec();
     // Tables round for the eye; CSV keeps full precision for whoever reads it next.
-    let csv = args.format == Format::Csv;
-    let f = |v: Option<f64>| match v {
+    let csv = args.format == ListFormat::Csv;
+    let number = |v: Option<f64>, table: fn(f64) -> String| match v {
         Some(v) if csv => v.to_string(),
-        Some(v) => format!("{v:.4}"),
-        None if csv => String::new(),
-        None => "—".into(),
-    };
-    let speed = |v: Option<f64>| match v {
-        Some(v) if csv => v.to_string(),
-        Some(v) => si(v.round()),
+        Some(v) => table(v),
         None if csv => String::new(),
         None => "—".into(),
     };
@@ -82,33 +80,25 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
             vec![
                 r.name(),
                 r.experiment.clone(),
-                r.status.clone(),
+                r.status().to_string(),
                 format!("{}/{}", r.step, r.steps_total),
-                f(s.best_val_loss),
-                speed(s.median_tokens_per_s),
+                number(s.best_val_loss, |v| format!("{v:.4}")),
+                number(s.median_tokens_per_s, |v| si(v.round())),
                 if csv {
                     r.key.clone()
                 } else {
-                    r.key[..10].to_string()
+                    r.key[..10.min(r.key.len())].to_string()
                 },
                 swept(r),
             ]
         })
         .collect();
-    match args.format {
-        Format::Json => {
-            for r in &runs {
-                writeln!(out, "{}", serde_json::to_string(r).expect("serializes"))?;
-            }
-        }
-        Format::Csv => write_csv(&mut out, &header, &rows)?,
-        Format::Table => {
-            if rows.is_empty() {
-                writeln!(out, "no runs match")?;
-            } else {
-                write_table(&mut out, header, rows)?;
-            }
-        }
+    if csv {
+        write_csv(&mut out, &header, &rows)?;
+    } else if rows.is_empty() {
+        writeln!(out, "no runs match")?;
+    } else {
+        write_table(&mut out, header, rows)?;
     }
     Ok(exit::OK)
 }

@@ -1,11 +1,9 @@
 //! `xp sample`: generate text from a run's checkpoint.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use super::{Context, Error, Result, exit};
-use crate::sweep::RunSpec;
-use crate::train;
+use crate::train::{self, Sampling};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,7 +16,7 @@ pub struct Args {
     #[arg(long, default_value_t = 300)]
     tokens: usize,
     /// Softmax temperature; 0 takes the most likely token.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, value_parser = super::output::non_negative)]
     temperature: f64,
     /// Sample among the k most likely tokens only.
     #[arg(long)]
@@ -67,18 +65,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
             )
         }));
     };
-    let spec: RunSpec = serde_json::from_value(run.spec.clone())
-        .map_err(|e| Error::Usage(format!("{}: stored spec unreadable: {e}", run.name())))?;
-    let text = train::sample(
-        &spec.config,
-        &PathBuf::from(&chosen.path),
-        &args.prompt,
-        args.tokens,
-        args.temperature,
-        args.top_k,
-        args.seed,
-    )
-    .map_err(|e| Error::Usage(e.to_string()))?;
+    let dir = store.checkpoint_path(&chosen.path);
+    train::verify_checkpoint(&dir, chosen.bytes.max(0) as u64, &chosen.blake3)
+        .map_err(|e| Error::Failed(format!("{}: {e}", run.name())))?;
+    let how = Sampling {
+        tokens: args.tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        seed: args.seed,
+    };
+    let text = train::sample(&run.spec.config, &dir, &args.prompt, &how)
+        .map_err(|e| Error::Failed(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}{text}", args.prompt)?;
     Ok(exit::OK)

@@ -2,8 +2,14 @@
 
 use std::io::Write;
 
-use super::{Context, Format, Result, exit, table};
+use serde::Serialize;
+
+use super::output::{ReportFormat, figure, shown, si, table, write_json};
+use super::{Context, Result, exit};
+use crate::exec;
 use crate::manifest::layers::flatten;
+use crate::store::{Checkpoint, Liveness, RunRecord, RunState, queue};
+use crate::summary::Summary;
 use crate::sweep;
 
 #[derive(Debug, clap::Args)]
@@ -11,34 +17,83 @@ pub struct Args {
     /// The run: run-N, N, or a prefix of its content key.
     run: String,
     #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    format: ReportFormat,
+}
+
+/// The latest value of one metric.
+#[derive(Debug, Serialize)]
+struct Latest {
+    name: String,
+    step: i64,
+    value: f64,
+}
+
+/// Everything `show` reports, in either format.
+#[derive(Debug, Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    run: RunRecord,
+    /// For a running run: "alive", or why its process is believed dead.
+    process: Option<String>,
+    summary: Option<Summary>,
+    latest_metrics: Vec<Latest>,
+    checkpoints: Vec<Checkpoint>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     let store = ctx.open_existing_store()?;
-    let r = store.run(&args.run)?;
-    let mut out = std::io::stdout().lock();
-    if args.format != Format::Table {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&r).expect("serializes")
-        )?;
-        return Ok(exit::OK);
-    }
-    writeln!(out, "{}  {}  ({})", r.name(), r.status, r.experiment)?;
-    let executed = &r.provenance["executed"];
-    let text = |v: &serde_json::Value| v.as_str().map(String::from);
-    let liveness = (r.status == "running").then(|| {
-        match crate::exec::liveness(&r, crate::exec::host().as_deref()) {
-            crate::exec::Liveness::Alive => "alive".to_string(),
-            crate::exec::Liveness::Dead(why) => format!("orphaned: {why}"),
+    let run = store.run(&args.run)?;
+    let process = match &run.state {
+        RunState::Running(lease) => Some(match queue::liveness(lease, exec::host().as_deref()) {
+            Liveness::Alive => "alive".to_string(),
+            Liveness::Dead(why) => format!("orphaned: {why}"),
+        }),
+        _ => None,
+    };
+    let mut latest_metrics = Vec::new();
+    for name in store.metric_names(run.id)? {
+        if let Some((step, value)) = store.latest_metric(run.id, &name)? {
+            latest_metrics.push(Latest { name, step, value });
         }
-    });
-    let dirty = match r.git_dirty {
+    }
+    let shown = Shown {
+        process,
+        summary: store.summary(run.id)?,
+        latest_metrics,
+        checkpoints: store.checkpoints(run.id)?,
+        run,
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        ReportFormat::Json => write_json(&mut out, &shown)?,
+        ReportFormat::Table => render(&shown, &mut out)?,
+    }
+    Ok(exit::OK)
+}
+
+fn render(s: &Shown, out: &mut impl Write) -> std::io::Result<()> {
+    let r = &s.run;
+    writeln!(out, "{}  {}  ({})", r.name(), r.status(), r.experiment)?;
+    let p = &r.provenance;
+    let executed = p.executed.as_ref();
+    let lease = r.state.lease();
+    let dirty = match p.git_dirty {
         Some(true) => " (dirty)",
         _ => "",
     };
+    // Where it runs (or last ran): the lease while running, else the latest attempt's host.
+    let host = lease
+        .and_then(|l| l.host.clone().map(|h| (h, l.pid)))
+        .or_else(|| executed.and_then(|e| e.host.clone().map(|h| (h, Some(e.pid as i64)))))
+        .or_else(|| p.host.clone().map(|h| (h, None)))
+        .map(|(h, pid)| match pid {
+            Some(pid) => format!("{h} (pid {pid})"),
+            None => h,
+        })
+        .map(|h| match executed {
+            Some(e) => format!("{h}, {}/{}", e.os, e.arch),
+            None => h,
+        });
     let facts = [
         ("key", Some(r.key.clone())),
         ("step", Some(format!("{}/{}", r.step, r.steps_total))),
@@ -53,75 +108,57 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         ("created", Some(r.created_at.clone())),
         ("started", r.started_at.clone()),
         ("finished", r.finished_at.clone()),
-        ("heartbeat", r.heartbeat_at.clone()),
-        ("process", liveness),
+        ("heartbeat", lease.and_then(|l| l.heartbeat_at.clone())),
+        ("process", s.process.clone()),
         ("attempts", (r.attempts > 0).then(|| r.attempts.to_string())),
-        (
-            "host",
-            r.host
-                .clone()
-                .map(|h| match r.pid {
-                    Some(pid) => format!("{h} (pid {pid})"),
-                    None => h,
-                })
-                .map(|h| match text(&executed["os"]) {
-                    Some(os) => {
-                        format!("{h}, {os}/{}", text(&executed["arch"]).unwrap_or_default())
-                    }
-                    None => h,
-                }),
-        ),
-        ("git", r.git_commit.as_ref().map(|c| format!("{c}{dirty}"))),
+        ("host", host),
+        ("git", p.git_commit.as_ref().map(|c| format!("{c}{dirty}"))),
         (
             "xp",
-            text(&executed["xp_version"]).or_else(|| text(&r.provenance["xp_version"])),
+            Some(
+                executed
+                    .map(|e| e.xp_version.clone())
+                    .unwrap_or_else(|| p.xp_version.clone()),
+            ),
         ),
-        ("burn", text(&executed["burn_version"])),
+        ("burn", executed.map(|e| e.burn_version.clone())),
         ("backend", r.backend.clone()),
         ("adapter", r.adapter.clone()),
-        (
-            "params",
-            r.spec["params"].as_u64().map(|p| super::si(p as f64)),
-        ),
-        ("error", r.error.clone()),
+        ("params", Some(si(r.spec.params as f64))),
+        ("error", r.state.reason().map(String::from)),
     ];
     for (name, value) in facts {
         if let Some(v) = value {
             writeln!(out, "  {name:<9} {v}")?;
         }
     }
-    if let Some(summary) = store.summary(r.id)? {
-        let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
+    if let Some(summary) = &s.summary {
         writeln!(
             out,
             "  summary   best val {}  final val {}  final train {}  {} tok/s  {} s",
-            f(summary.best_val_loss),
-            f(summary.final_val_loss),
-            f(summary.final_train_loss),
-            summary
-                .median_tokens_per_s
-                .map(|v| super::si(v.round()))
-                .unwrap_or_else(|| "—".into()),
-            summary
-                .wall_s
-                .map(|v| format!("{v:.1}"))
-                .unwrap_or_else(|| "—".into()),
+            figure(summary.best_val_loss),
+            figure(summary.final_val_loss),
+            figure(summary.final_train_loss),
+            shown(summary.median_tokens_per_s, |v| si(v.round())),
+            shown(summary.wall_s, |v| format!("{v:.1}")),
         )?;
     }
-    let names = store.metric_names(r.id)?;
-    if !names.is_empty() {
-        let mut latest = Vec::new();
-        for name in &names {
-            if let Some((step, v)) = store.latest_metric(r.id, name)? {
-                latest.push(format!(
-                    "{name} {} @{step}",
-                    sweep::short(&serde_json::json!(v))
-                ));
-            }
-        }
+    if !s.latest_metrics.is_empty() {
+        let latest: Vec<String> = s
+            .latest_metrics
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {} @{}",
+                    m.name,
+                    sweep::short(&serde_json::json!(m.value)),
+                    m.step
+                )
+            })
+            .collect();
         writeln!(out, "  metrics   {}", latest.join(", "))?;
     }
-    for c in store.checkpoints(r.id)? {
+    for c in &s.checkpoints {
         let val = c
             .val_loss
             .map(|v| format!("  val {v:.4}"))
@@ -131,21 +168,15 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
             "  checkpoint step {} {} ({}B, blake3 {}){val}",
             c.step,
             c.path,
-            super::si(c.bytes as f64),
-            &c.blake3[..12]
+            si(c.bytes as f64),
+            &c.blake3[..12.min(c.blake3.len())]
         )?;
     }
-    let config = flatten(&r.spec["config"]);
-    let origins = &r.provenance["origins"];
+    let config = flatten(&serde_json::to_value(&r.spec.config).expect("config serializes"));
     let mut t = table(vec!["setting".into(), "value".into(), "from".into()]);
     for (key, value) in config {
-        let from = origins
-            .get(&key)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
+        let from = p.origins.get(&key).cloned().unwrap_or_default();
         t.add_row(vec![key, sweep::short(&value), from]);
     }
-    writeln!(out, "{t}")?;
-    Ok(exit::OK)
+    writeln!(out, "{t}")
 }

@@ -5,9 +5,12 @@ use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
-use super::{Context, Format, Result, duration, exit, si, table, write_json};
-use crate::exec::{self, Liveness};
-use crate::store::{ExperimentCounts, RunFilter, RunRow, STATUSES, Store};
+use super::output::{ReportFormat, duration, figure, shown, si, table, write_json};
+use super::{Context, Result, exit};
+use crate::exec;
+use crate::store::{
+    ExperimentCounts, Liveness, RunFilter, RunRecord, RunState, Status, Store, queue,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,10 +18,16 @@ pub struct Args {
     #[arg(long)]
     experiment: Option<String>,
     /// Redraw every N seconds (default 2) until Ctrl-C.
-    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        num_args = 0..=1,
+        default_missing_value = "2",
+        value_parser = super::output::interval
+    )]
     watch: Option<f64>,
     #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    format: ReportFormat,
 }
 
 /// A running run as status reports it.
@@ -26,8 +35,8 @@ pub struct Args {
 struct Running {
     run: String,
     experiment: String,
-    step: i64,
-    steps: i64,
+    step: u64,
+    steps: u64,
     train_loss: Option<f64>,
     val_loss: Option<f64>,
     tokens_per_s: Option<f64>,
@@ -43,34 +52,37 @@ struct Running {
 struct Ended {
     run: String,
     experiment: String,
-    status: String,
-    step: i64,
+    status: Status,
+    step: u64,
     error: String,
 }
 
 #[derive(Debug, Serialize)]
-struct Status {
+struct Report {
     experiments: Vec<ExperimentCounts>,
     running: Vec<Running>,
     recent_failures: Vec<Ended>,
     interrupted: Vec<Ended>,
 }
 
-fn gather(store: &Store, experiment: Option<&String>) -> Result<Status> {
+fn gather(store: &Store, experiment: Option<&String>) -> Result<Report> {
     let experiments: Vec<_> = store
         .counts()?
         .into_iter()
         .filter(|c| experiment.is_none_or(|e| *e == c.experiment))
         .collect();
     let here = exec::host();
-    let filter = |status: &str, limit| RunFilter {
+    let filter = |status, limit| RunFilter {
         experiment: experiment.cloned(),
-        status: Some(status.into()),
+        status: Some(status),
         newest_first: true,
         limit,
     };
     let mut running = Vec::new();
-    for r in store.runs(&filter("running", None))? {
+    for r in store.runs(&filter(Status::Running, None))? {
+        let RunState::Running(lease) = &r.state else {
+            continue;
+        };
         let last = |name| store.latest_metric(r.id, name).map(|m| m.map(|(_, v)| v));
         let step_ms = last("step_ms")?;
         running.push(Running {
@@ -81,58 +93,58 @@ fn gather(store: &Store, experiment: Option<&String>) -> Result<Status> {
             train_loss: last("train_loss")?,
             val_loss: last("val_loss")?,
             tokens_per_s: last("tokens_per_s")?,
-            eta_s: step_ms.map(|ms| ms / 1e3 * (r.steps_total - r.step).max(0) as f64),
-            stale: match exec::liveness(&r, here.as_deref()) {
+            eta_s: step_ms.map(|ms| ms / 1e3 * r.steps_total.saturating_sub(r.step) as f64),
+            stale: match queue::liveness(lease, here.as_deref()) {
                 Liveness::Alive => None,
                 Liveness::Dead(why) => Some(why),
             },
-            host: r.host,
-            pid: r.pid,
+            host: lease.host.clone(),
+            pid: lease.pid,
         });
     }
-    let ended = |r: RunRow| Ended {
+    let ended = |r: RunRecord| Ended {
         run: r.name(),
-        experiment: r.experiment,
-        status: r.status,
+        status: r.status(),
         step: r.step,
         error: r
-            .error
-            .as_deref()
+            .state
+            .reason()
             .and_then(|e| e.lines().next())
             .unwrap_or("no error recorded")
             .to_string(),
+        experiment: r.experiment,
     };
-    Ok(Status {
+    Ok(Report {
         experiments,
         running,
         recent_failures: store
-            .runs(&filter("failed", Some(5)))?
+            .runs(&filter(Status::Failed, Some(5)))?
             .into_iter()
             .map(ended)
             .collect(),
         interrupted: store
-            .runs(&filter("interrupted", Some(5)))?
+            .runs(&filter(Status::Interrupted, Some(5)))?
             .into_iter()
             .map(ended)
             .collect(),
     })
 }
 
-fn render(status: &Status, store: &Store, out: &mut impl Write) -> std::io::Result<()> {
+fn render(status: &Report, store: &Store, out: &mut impl Write) -> std::io::Result<()> {
     if status.experiments.is_empty() {
         return writeln!(out, "no runs recorded in {}", store.path().display());
     }
     let mut header = vec!["experiment".to_string()];
-    header.extend(STATUSES.iter().map(|s| s.to_string()));
+    header.extend(Status::ALL.iter().map(|s| s.to_string()));
     header.push("total".into());
     let mut t = table(header);
     for c in &status.experiments {
         let mut row = vec![c.experiment.clone()];
-        for s in STATUSES {
+        for s in Status::ALL {
             row.push(
                 c.counts
                     .iter()
-                    .find(|(st, _)| st == s)
+                    .find(|(st, _)| *st == s)
                     .map(|(_, n)| n.to_string())
                     .unwrap_or_else(|| "·".into()),
             );
@@ -141,7 +153,6 @@ fn render(status: &Status, store: &Store, out: &mut impl Write) -> std::io::Resu
         t.add_row(row);
     }
     writeln!(out, "{t}")?;
-    let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
     for r in &status.running {
         let pct = if r.steps > 0 {
             100.0 * r.step as f64 / r.steps as f64
@@ -155,8 +166,8 @@ fn render(status: &Status, store: &Store, out: &mut impl Write) -> std::io::Resu
             r.experiment,
             r.step,
             r.steps,
-            f(r.train_loss),
-            f(r.val_loss)
+            figure(r.train_loss),
+            figure(r.val_loss)
         )?;
         if let Some(s) = r.tokens_per_s {
             write!(out, "  {} tok/s", si(s.round()))?;
@@ -167,11 +178,7 @@ fn render(status: &Status, store: &Store, out: &mut impl Write) -> std::io::Resu
                 "\n        orphaned: {why}; the next `xp run` (or `xp resume {}`) resumes it",
                 r.run
             )?,
-            None => writeln!(
-                out,
-                "  eta {}",
-                r.eta_s.map(duration).unwrap_or_else(|| "—".into())
-            )?,
+            None => writeln!(out, "  eta {}", shown(r.eta_s, duration))?,
         }
     }
     for r in &status.interrupted {
@@ -193,18 +200,26 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     let Some(every) = args.watch else {
         let status = gather(&store, args.experiment.as_ref())?;
         match args.format {
-            Format::Json => write_json(&mut out, &status)?,
-            _ => render(&status, &store, &mut out)?,
+            ReportFormat::Json => write_json(&mut out, &status)?,
+            ReportFormat::Table => render(&status, &store, &mut out)?,
         }
         return Ok(exit::OK);
     };
-    let every = std::time::Duration::from_secs_f64(every.clamp(0.2, 3600.0));
-    let terminal = std::io::stdout().is_terminal();
+    let every = std::time::Duration::from_secs_f64(every);
+    let terminal = std::io::stdout().is_terminal() && args.format == ReportFormat::Table;
     if terminal {
         out.write_all(b"\x1b[2J")?;
     }
     loop {
         let status = gather(&store, args.experiment.as_ref())?;
+        if args.format == ReportFormat::Json {
+            // A stream of reports, one JSON document per line, for a program to follow.
+            serde_json::to_writer(&mut out, &status).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+            out.flush()?;
+            std::thread::sleep(every);
+            continue;
+        }
         let mut frame = Vec::new();
         render(&status, &store, &mut frame)?;
         if terminal {

@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{Context, Result, exit, load_and_plan};
+use super::load::load_and_plan;
+use super::{Context, Result, exit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -151,8 +151,8 @@ const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "nvidia-h100-80gb",
-        description: "One NVIDIA H100, 80 GB",
-        device_order: &[DeviceKind::Cuda, DeviceKind::Vulkan, DeviceKind::Cpu],
+        description: "One NVIDIA H100, 80 GB (through Vulkan)",
+        device_order: &[DeviceKind::Vulkan, DeviceKind::Cpu],
         memory_gb: Some(80.0),
         batch_size: 64,
         loader_threads: 4,
@@ -358,7 +358,7 @@ mod tests {
         let lab = profiles.iter().find(|p| p.name == "lab").unwrap();
         assert_eq!(
             (lab.memory_budget_gb, lab.device_order[0]),
-            (30.0, DeviceKind::Cuda)
+            (30.0, DeviceKind::Vulkan)
         );
         defs.insert(
             "bad".to_string(),

@@ -342,6 +342,9 @@ pub enum DeviceChoice {
     Auto,
     Metal,
     Vulkan,
+    // Not offered: no build of xp has burn's CUDA backend (its build downloads LLVM). Still
+    // read, so that runs stored by an older xp load; they fail with that reason.
+    #[schemars(skip)]
     Cuda,
     Cpu,
 }
@@ -351,6 +354,8 @@ pub enum DeviceChoice {
 pub enum DeviceKind {
     Metal,
     Vulkan,
+    // Not offered, as `DeviceChoice::Cuda`.
+    #[schemars(skip)]
     Cuda,
     Cpu,
 }

@@ -1,9 +1,18 @@
 //! Versioned schema migrations of `runs.db`; `PRAGMA user_version` holds the version applied.
 
+use rusqlite::Transaction;
+
+/// One migration: SQL, or code for what SQL cannot say.
+pub enum Migration {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>) -> rusqlite::Result<()>),
+}
+
 /// Migration N (1-based) takes the database from version N-1 to N.
-pub const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[Migration] = &[
     // 1: experiments, runs, metrics, checkpoints, summaries.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE experiments (
         id              INTEGER PRIMARY KEY,
         name            TEXT NOT NULL UNIQUE,
@@ -88,13 +97,79 @@ pub const MIGRATIONS: &[&str] = &[
         params           INTEGER
     );
     "#,
+    ),
     // 2: how often a run was started, and when the current attempt claimed it (a pid that
     // started after that moment is a different process that reused the number).
-    r#"
+    Migration::Sql(
+        r#"
     ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN claimed_at TEXT;
     "#,
+    ),
+    // 3: checkpoint paths relative to the store's folder, so that a store and its checkpoints
+    // move together and resume works from any working directory.
+    Migration::Code(relative_checkpoint_paths),
 ];
+
+/// Earlier stores recorded checkpoints as `<store folder>/checkpoints/run-N/step-S`, spelled
+/// relative to the working directory of the process that wrote them (or absolute). That layout
+/// is fixed relative to the store, so each such path becomes `checkpoints/run-N/step-S`,
+/// relative to the store's folder; the files stay where they are. Other paths are kept.
+fn relative_checkpoint_paths(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, i64, String)> = {
+        let mut stmt = tx.prepare("SELECT id, run_id, path FROM checkpoints")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for (id, run, path) in rows {
+        if let Some(relative) = legacy_relative(run, &path) {
+            tx.execute(
+                "UPDATE checkpoints SET path = ?2 WHERE id = ?1",
+                rusqlite::params![id, relative],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `…/checkpoints/run-N/step-S` (N the row's run) → `checkpoints/run-N/step-S`.
+fn legacy_relative(run: i64, path: &str) -> Option<String> {
+    let parts: Vec<&str> = std::path::Path::new(path)
+        .components()
+        .filter_map(|c| c.as_os_str().to_str())
+        .collect();
+    match parts[..] {
+        [.., "checkpoints", dir, step]
+            if dir == format!("run-{run}") && step.starts_with("step-") =>
+        {
+            Some(format!("checkpoints/{dir}/{step}"))
+        }
+        _ => None,
+    }
+}
 
 /// The schema version this build of xp writes.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_checkpoint_paths_become_relative_to_the_store() {
+        for path in [
+            "./checkpoints/run-3/step-0000020",
+            "checkpoints/run-3/step-0000020",
+            "/home/u/exp/checkpoints/run-3/step-0000020",
+            "sub/dir/checkpoints/run-3/step-0000020",
+        ] {
+            assert_eq!(
+                legacy_relative(3, path).as_deref(),
+                Some("checkpoints/run-3/step-0000020"),
+                "{path}"
+            );
+        }
+        assert_eq!(legacy_relative(4, "checkpoints/run-3/step-0000020"), None);
+        assert_eq!(legacy_relative(3, "/elsewhere/step-0000020"), None);
+    }
+}

@@ -4,19 +4,11 @@
 
 use rusqlite::types::Value as SqlValue;
 
+use super::queue::Status;
 use crate::manifest::{SETTINGS, check};
+use crate::summary::SummaryMetric;
 use crate::sweep::Expr;
 use crate::sweep::expr::Op;
-
-/// Summary metrics a query can use, each a column of `summaries`.
-pub const SUMMARY_KEYS: [&str; 6] = [
-    "best_val_loss",
-    "final_val_loss",
-    "final_train_loss",
-    "median_tokens_per_s",
-    "wall_s",
-    "params",
-];
 
 /// Fields of the run itself a query can use, with their SQL.
 const RUN_KEYS: [(&str, &str); 6] = [
@@ -46,7 +38,7 @@ pub struct Sql {
 /// Every key a query accepts, for error messages and completion.
 pub fn keys() -> Vec<&'static str> {
     let mut out: Vec<&str> = RUN_KEYS.iter().map(|(k, _)| *k).collect();
-    out.extend(SUMMARY_KEYS);
+    out.extend(SummaryMetric::ALL.map(SummaryMetric::name));
     out.extend(SETTINGS.iter().copied());
     out
 }
@@ -59,9 +51,9 @@ pub fn column(key: &str, at: usize) -> Result<Sql, QueryError> {
             params: vec![],
         });
     }
-    if let Some(k) = SUMMARY_KEYS.iter().find(|k| **k == key) {
+    if let Some(m) = SummaryMetric::parse(key) {
         return Ok(Sql {
-            text: format!("s.{k}"),
+            text: format!("s.{}", m.name()),
             params: vec![],
         });
     }
@@ -75,10 +67,11 @@ pub fn column(key: &str, at: usize) -> Result<Sql, QueryError> {
     let hint = check::did_you_mean(key, all.iter().copied())
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_else(|| {
-            "; keys are config settings (model.ffn.unit, train.lr, …), summary metrics \
-             (best_val_loss, final_val_loss, final_train_loss, median_tokens_per_s, wall_s, params) \
-             and status, experiment, step, steps_total, attempts, run"
-                .into()
+            format!(
+                "; keys are config settings (model.ffn.unit, train.lr, …), summary metrics ({}) \
+                 and status, experiment, step, steps_total, attempts, run",
+                SummaryMetric::ALL.map(SummaryMetric::name).join(", ")
+            )
         });
     Err(QueryError {
         column: at,
@@ -155,7 +148,7 @@ fn check_operands(op: Op, a: &Expr, b: &Expr) -> Result<(), QueryError> {
         },
         _ => return Ok(()),
     };
-    let numeric = SUMMARY_KEYS.contains(&key.as_str())
+    let numeric = SummaryMetric::parse(key).is_some()
         || ["run", "step", "steps_total", "attempts"].contains(&key.as_str());
     let fail = |message: String| {
         Err(QueryError {
@@ -179,13 +172,13 @@ fn check_operands(op: Op, a: &Expr, b: &Expr) -> Result<(), QueryError> {
         )),
         Op::Eq | Op::Ne if key == "status" => {
             let s = literal.as_str().unwrap_or_default();
-            if super::STATUSES.contains(&s) {
+            if Status::parse(s).is_some() {
                 Ok(())
             } else {
                 fail(format!(
                     "{} is not a run state; states are {}",
                     check::show(&literal),
-                    super::STATUSES.join(", ")
+                    Status::names().join(", ")
                 ))
             }
         }

@@ -52,6 +52,12 @@ impl fmt::Display for Op {
     }
 }
 
+/// The deepest an expression may nest: parentheses, `not`, `-` and each chained operator add
+/// a level. Deeper ones are refused while parsing, before anything recurses over them: the
+/// evaluator, the SQL compiler (SQLite allows 1,000 levels) and even dropping the tree recurse
+/// once per level.
+pub const MAX_DEPTH: usize = 256;
+
 /// A syntax error, at a 1-based character column of the expression.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("column {column}: {message}")]
@@ -178,6 +184,8 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// How deep the parser has recursed into `not`, `-` and parentheses.
+    nesting: usize,
 }
 
 impl Parser {
@@ -204,28 +212,69 @@ impl Parser {
         })
     }
 
+    fn too_deep(column: usize) -> ParseError {
+        ParseError {
+            column,
+            message: format!(
+                "the expression nests deeper than {MAX_DEPTH} levels (parentheses, `not`, `-` \
+                 and each chained operator add one)"
+            ),
+        }
+    }
+
+    /// Enters a recursion (`not`, `-`, parentheses), refusing one level too many.
+    fn enter(&mut self, column: usize) -> Result<(), ParseError> {
+        self.nesting += 1;
+        if self.nesting > MAX_DEPTH {
+            return Err(Self::too_deep(column));
+        }
+        Ok(())
+    }
+
+    /// A binary node, refused if chaining made the tree too deep.
+    fn binary(&self, op: Op, lhs: Expr, rhs: Expr, column: usize) -> Result<Expr, ParseError> {
+        let e = Expr::Binary(op, Box::new(lhs), Box::new(rhs));
+        if e.depth() > MAX_DEPTH {
+            return Err(Self::too_deep(column));
+        }
+        Ok(e)
+    }
+
     fn or(&mut self) -> Result<Expr, ParseError> {
         let mut lhs = self.and()?;
-        while self.eat_op(&["or", "||"]).is_some() {
-            lhs = Expr::Binary(Op::Or, Box::new(lhs), Box::new(self.and()?));
+        loop {
+            let column = self.column();
+            if self.eat_op(&["or", "||"]).is_none() {
+                return Ok(lhs);
+            }
+            let rhs = self.and()?;
+            lhs = self.binary(Op::Or, lhs, rhs, column)?;
         }
-        Ok(lhs)
     }
     fn and(&mut self) -> Result<Expr, ParseError> {
         let mut lhs = self.not()?;
-        while self.eat_op(&["and", "&&"]).is_some() {
-            lhs = Expr::Binary(Op::And, Box::new(lhs), Box::new(self.not()?));
+        loop {
+            let column = self.column();
+            if self.eat_op(&["and", "&&"]).is_none() {
+                return Ok(lhs);
+            }
+            let rhs = self.not()?;
+            lhs = self.binary(Op::And, lhs, rhs, column)?;
         }
-        Ok(lhs)
     }
     fn not(&mut self) -> Result<Expr, ParseError> {
+        let column = self.column();
         if self.eat_op(&["not", "!"]).is_some() {
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            self.enter(column)?;
+            let inner = self.not()?;
+            self.nesting -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.cmp()
     }
     fn cmp(&mut self) -> Result<Expr, ParseError> {
         let lhs = self.sum()?;
+        let column = self.column();
         let op = match self.eat_op(&["=", "==", "!=", "<", "<=", ">", ">="]) {
             Some("=" | "==") => Op::Eq,
             Some("!=") => Op::Ne,
@@ -235,27 +284,40 @@ impl Parser {
             Some(">=") => Op::Ge,
             _ => return Ok(lhs),
         };
-        Ok(Expr::Binary(op, Box::new(lhs), Box::new(self.sum()?)))
+        let rhs = self.sum()?;
+        self.binary(op, lhs, rhs, column)
     }
     fn sum(&mut self) -> Result<Expr, ParseError> {
         let mut lhs = self.product()?;
-        while let Some(o) = self.eat_op(&["+", "-"]) {
+        loop {
+            let column = self.column();
+            let Some(o) = self.eat_op(&["+", "-"]) else {
+                return Ok(lhs);
+            };
             let op = if o == "+" { Op::Add } else { Op::Sub };
-            lhs = Expr::Binary(op, Box::new(lhs), Box::new(self.product()?));
+            let rhs = self.product()?;
+            lhs = self.binary(op, lhs, rhs, column)?;
         }
-        Ok(lhs)
     }
     fn product(&mut self) -> Result<Expr, ParseError> {
         let mut lhs = self.unary()?;
-        while let Some(o) = self.eat_op(&["*", "/"]) {
+        loop {
+            let column = self.column();
+            let Some(o) = self.eat_op(&["*", "/"]) else {
+                return Ok(lhs);
+            };
             let op = if o == "*" { Op::Mul } else { Op::Div };
-            lhs = Expr::Binary(op, Box::new(lhs), Box::new(self.unary()?));
+            let rhs = self.unary()?;
+            lhs = self.binary(op, lhs, rhs, column)?;
         }
-        Ok(lhs)
     }
     fn unary(&mut self) -> Result<Expr, ParseError> {
+        let column = self.column();
         if self.eat_op(&["-"]).is_some() {
-            return Ok(Expr::Neg(Box::new(self.unary()?)));
+            self.enter(column)?;
+            let inner = self.unary()?;
+            self.nesting -= 1;
+            return Ok(Expr::Neg(Box::new(inner)));
         }
         self.atom()
     }
@@ -267,11 +329,13 @@ impl Parser {
             Tok::Ident(i) if i == "true" || i == "false" => Expr::Bool(i == "true"),
             Tok::Ident(i) => Expr::Key(i, column),
             Tok::LParen => {
+                self.enter(column)?;
                 self.pos += 1;
                 let inner = self.or()?;
                 if self.peek() != &Tok::RParen {
                     return self.error("`)`");
                 }
+                self.nesting -= 1;
                 inner
             }
             _ => return self.error("a key, a number, a string or `(`"),
@@ -284,12 +348,25 @@ impl Parser {
 impl Expr {
     pub fn parse(src: &str) -> Result<Expr, ParseError> {
         let toks = lex(src)?;
-        let mut parser = Parser { toks, pos: 0 };
+        let mut parser = Parser {
+            toks,
+            pos: 0,
+            nesting: 0,
+        };
         let expr = parser.or()?;
         if parser.peek() != &Tok::End {
             return parser.error("an operator or the end of the expression");
         }
         Ok(expr)
+    }
+
+    /// Levels of nesting: 1 for a leaf.
+    pub fn depth(&self) -> usize {
+        match self {
+            Expr::Not(e) | Expr::Neg(e) => 1 + e.depth(),
+            Expr::Binary(_, a, b) => 1 + a.depth().max(b.depth()),
+            _ => 1,
+        }
     }
 
     /// Every key the expression reads, with its column.
@@ -478,5 +555,33 @@ mod tests {
                 .contains("must be a number")
         );
         assert!(eval("train.batch_size").is_ok());
+    }
+
+    #[test]
+    fn refuses_nesting_deeper_than_the_limit_without_recursing_into_it() {
+        // Each of these would overflow the stack (or reach SQLite's depth limit) if parsed.
+        let nots = format!("{}x = 1", "not ".repeat(100_000));
+        let e = Expr::parse(&nots).unwrap_err();
+        assert_eq!(e.column, 4 * MAX_DEPTH + 1, "{e}");
+        assert!(
+            e.message
+                .starts_with("the expression nests deeper than 256 levels")
+        );
+        let parens = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert_eq!(Expr::parse(&parens).unwrap_err().column, MAX_DEPTH + 1);
+        let negs = format!("{}1 > 0", "-".repeat(100_000));
+        assert!(Expr::parse(&negs).is_err());
+        let chain = vec!["x = 1"; 100_000].join(" or ");
+        assert!(
+            Expr::parse(&chain)
+                .unwrap_err()
+                .message
+                .contains("nests deeper")
+        );
+        // Realistic expressions stay well inside the limit.
+        let runs: Vec<String> = (1..=200).map(|i| format!("run = {i}")).collect();
+        assert!(Expr::parse(&runs.join(" or ")).is_ok());
+        let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
+        assert!(Expr::parse(&deep).is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! Checkpoints: a folder per step with the model as safetensors (for Python) and burnpack (for
 //! resuming: it keeps parameter ids, which the optimizer state is keyed by), the optimizer
-//! state, and the step, seed and tokenizer.
+//! state, the step, seed and tokenizer, and `checksums.json` (each file's size and blake3),
+//! whose own blake3 the store records, so that a damaged file is found and named before use.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,15 @@ const MODEL_BPK: &str = "model.bpk";
 const OPTIMIZER: &str = "optimizer.bpk";
 const STATE: &str = "state.json";
 const TOKENIZER: &str = "tokenizer.json";
+const CHECKSUMS: &str = "checksums.json";
+
+/// One file of a checkpoint as `checksums.json` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct FileSum {
+    name: String,
+    bytes: u64,
+    blake3: String,
+}
 
 fn fail(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::Checkpoint {
@@ -36,7 +46,8 @@ fn fail(path: &Path, message: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Writes a checkpoint for the current step into `root/step-NNNNNNN`.
+/// Writes a checkpoint for the current step into `root/step-NNNNNNN`. On any failure (a full
+/// disk, say) nothing is left behind: the half-written folder is removed.
 pub fn save(
     root: &Path,
     model: &Gpt,
@@ -45,44 +56,159 @@ pub fn save(
     tokenizer: &TextTokenizer,
     val_loss: Option<f64>,
 ) -> Result<Saved, Error> {
-    let dir = root.join(format!("step-{:07}", state.step));
     // Written beside the final name and renamed: a crash never leaves a half checkpoint
-    // under a name that looks complete.
+    // under a name that looks complete (a crash's leftover is replaced on the next attempt).
     let partial = root.join(format!(".step-{:07}.partial", state.step));
     let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial).map_err(|e| fail(&partial, e))?;
+    let saved = write(root, &partial, model, optim, state, tokenizer, val_loss);
+    if saved.is_err() {
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    saved
+}
+
+fn write(
+    root: &Path,
+    partial: &Path,
+    model: &Gpt,
+    optim: &ModuleOptimizer,
+    state: &CheckpointState,
+    tokenizer: &TextTokenizer,
+    val_loss: Option<f64>,
+) -> Result<Saved, Error> {
+    let dir = root.join(format!("step-{:07}", state.step));
+    std::fs::create_dir_all(partial).map_err(|e| fail(partial, e))?;
     let model = model.valid();
     let mut safetensors = SafetensorsStore::from_file(partial.join(MODEL))
         .metadata("step", state.step.to_string())
         .metadata("format", "xp gpt");
     model
         .save_into(&mut safetensors)
-        .map_err(|e| fail(&partial, e))?;
+        .map_err(|e| fail(partial, e))?;
     let mut burnpack = BurnpackStore::from_file(partial.join(MODEL_BPK)).overwrite(true);
     model
         .save_into(&mut burnpack)
-        .map_err(|e| fail(&partial, e))?;
+        .map_err(|e| fail(partial, e))?;
     optim
         .save(partial.join(OPTIMIZER))
-        .map_err(|e| fail(&partial, format!("{e:?}")))?;
+        .map_err(|e| fail(partial, format!("{e:?}")))?;
     let json = serde_json::to_vec_pretty(state).expect("state serializes");
-    std::fs::write(partial.join(STATE), json).map_err(|e| fail(&partial, e))?;
+    write_synced(&partial.join(STATE), &json)?;
     let tok = serde_json::to_vec(&tokenizer.to_json()).expect("tokenizer serializes");
-    std::fs::write(partial.join(TOKENIZER), tok).map_err(|e| fail(&partial, e))?;
+    write_synced(&partial.join(TOKENIZER), &tok)?;
+    let mut sums = Vec::new();
+    for name in [MODEL, MODEL_BPK, OPTIMIZER, STATE, TOKENIZER] {
+        let path = partial.join(name);
+        let content = std::fs::read(&path).map_err(|e| fail(&path, e))?;
+        sync(&path)?;
+        sums.push(FileSum {
+            name: name.into(),
+            bytes: content.len() as u64,
+            blake3: blake3::hash(&content).to_hex().to_string(),
+        });
+    }
+    let listing = serde_json::to_vec_pretty(&sums).expect("checksums serialize");
+    write_synced(&partial.join(CHECKSUMS), &listing)?;
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&partial, &dir).map_err(|e| fail(&dir, e))?;
-    let (bytes, blake3) = digest(&dir)?;
+    std::fs::rename(partial, &dir).map_err(|e| fail(&dir, e))?;
+    // The rename is durable only once the folder holding it is.
+    sync(root)?;
+    let bytes = sums.iter().map(|f| f.bytes).sum::<u64>() + listing.len() as u64;
     Ok(Saved {
         step: state.step,
         dir,
         bytes,
-        blake3,
+        blake3: blake3::hash(&listing).to_hex().to_string(),
         val_loss,
     })
 }
 
-/// Total size and blake3 over the checkpoint's files (in name order).
-fn digest(dir: &Path) -> Result<(u64, String), Error> {
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| fail(path, e))?;
+    f.write_all(bytes).map_err(|e| fail(path, e))?;
+    f.sync_all().map_err(|e| fail(path, e))
+}
+
+/// Flushes a file or folder to the disk.
+fn sync(path: &Path) -> Result<(), Error> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| fail(path, e))
+}
+
+/// Checks a checkpoint folder against what the store recorded of it: `blake3` is the hash
+/// of its `checksums.json`, which gives each file's size and hash; `bytes` their total. The
+/// error names the first file that differs. A checkpoint written before `checksums.json`
+/// existed is checked against the hash of all its files at once.
+pub fn verify(dir: &Path, bytes: u64, blake3: &str) -> Result<(), Error> {
+    let listing_path = dir.join(CHECKSUMS);
+    let listing = match std::fs::read(&listing_path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (found_bytes, found) = legacy_digest(dir)?;
+            if found != blake3 || found_bytes != bytes {
+                return Err(fail(
+                    dir,
+                    format!(
+                        "its files do not match the recorded blake3 {} ({found_bytes} bytes,                          recorded {bytes})",
+                        short(blake3)
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(fail(&listing_path, e)),
+    };
+    let found = blake3::hash(&listing).to_hex().to_string();
+    if found != blake3 {
+        return Err(fail(
+            &listing_path,
+            format!(
+                "blake3 {} does not match the recorded {}",
+                short(&found),
+                short(blake3)
+            ),
+        ));
+    }
+    let sums: Vec<FileSum> =
+        serde_json::from_slice(&listing).map_err(|e| fail(&listing_path, e))?;
+    let mut total = listing.len() as u64;
+    for sum in sums {
+        let path = dir.join(&sum.name);
+        let content = std::fs::read(&path).map_err(|e| fail(&path, e))?;
+        total += content.len() as u64;
+        if content.len() as u64 != sum.bytes {
+            return Err(fail(
+                &path,
+                format!("{} bytes, recorded {}", content.len(), sum.bytes),
+            ));
+        }
+        let found = blake3::hash(&content).to_hex().to_string();
+        if found != sum.blake3 {
+            return Err(fail(
+                &path,
+                format!(
+                    "blake3 {} does not match the recorded {}",
+                    short(&found),
+                    short(&sum.blake3)
+                ),
+            ));
+        }
+    }
+    if total != bytes {
+        return Err(fail(dir, format!("{total} bytes, recorded {bytes}")));
+    }
+    Ok(())
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..12.min(hash.len())]
+}
+
+/// Total size and blake3 over all of a checkpoint's files (in name order): what checkpoints
+/// written before `checksums.json` existed recorded.
+fn legacy_digest(dir: &Path) -> Result<(u64, String), Error> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| fail(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -64,6 +64,15 @@ fn adapters(backends: wgpu::Backends) -> Vec<Adapter> {
         .collect()
 }
 
+/// The names of the Vulkan adapters wgpu finds here (software ones included); empty where
+/// there is no Vulkan driver.
+pub fn vulkan_adapters() -> Vec<String> {
+    adapters(wgpu::Backends::VULKAN)
+        .into_iter()
+        .map(|a| a.name)
+        .collect()
+}
+
 /// wgpu runtimes, once started, by API and adapter kind: burn registers a runtime once per
 /// process, so the second run of a queue must reuse the first one's device.
 type Started = Mutex<Vec<(WgpuBackend, BurnDeviceKind, Device, String)>>;
@@ -160,6 +169,7 @@ fn try_kind(kind: DeviceKind, explicit: bool) -> Result<Selected, String> {
             wgpu_device(WgpuBackend::Metal, wgpu::Backends::METAL, explicit)
         }
         DeviceKind::Metal => Err("Metal exists only on macOS".into()),
+        // Only a run stored by an older xp can ask for it: manifests cannot.
         DeviceKind::Cuda => {
             Err("this build of xp has no CUDA backend (use vulkan on NVIDIA GPUs)".into())
         }

@@ -12,11 +12,17 @@ use burn::tensor::{Bool, Device, FloatDType, Int, Tensor};
 use crate::manifest::{Alpha, AlphaMode, ModelConfig, Unit};
 
 /// nanoGPT's initialisation: N(0, 0.02) weights, zero biases.
-fn init() -> Initializer {
-    Initializer::Normal {
-        mean: 0.0,
-        std: 0.02,
-    }
+const INIT_STD: f64 = 0.02;
+
+fn init(std: f64) -> Initializer {
+    Initializer::Normal { mean: 0.0, std }
+}
+
+/// nanoGPT's (and GPT-2's) scaled initialisation of the projections that write into the
+/// residual stream (attention `proj`, the feed-forward `O`): N(0, 0.02/√(2·layers)), so that
+/// the stream's variance does not grow with depth.
+fn residual_std(config: &ModelConfig) -> f64 {
+    INIT_STD / (2.0 * config.layers.max(1) as f64).sqrt()
 }
 
 /// `x · W + b` with the product in `dtype`: the f32 weights are cast on the way in (the cast is
@@ -33,10 +39,10 @@ fn project<const D: usize>(layer: &Linear, x: Tensor<D>, dtype: FloatDType) -> T
     }
 }
 
-fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+fn linear(d_in: usize, d_out: usize, bias: bool, std: f64, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out)
         .with_bias(bias)
-        .with_initializer(init())
+        .with_initializer(init(std))
         .init(device)
 }
 
@@ -64,9 +70,11 @@ impl FeedForward {
         let unit = config.ffn.unit;
         let learnable = matches!(config.ffn.alpha, Alpha::Mode(AlphaMode::Learnable));
         FeedForward {
-            a: linear(d, h, config.bias, device),
-            b: unit.is_gated().then(|| linear(d, h, config.bias, device)),
-            o: linear(h, d, config.bias, device),
+            a: linear(d, h, config.bias, INIT_STD, device),
+            b: unit
+                .is_gated()
+                .then(|| linear(d, h, config.bias, INIT_STD, device)),
+            o: linear(h, d, config.bias, residual_std(config), device),
             alpha_logit: (unit.is_gated() && learnable)
                 .then(|| Param::from_tensor(Tensor::zeros([1], device))),
             beta: (unit == Unit::Swish).then(|| Param::from_tensor(Tensor::ones([1], device))),
@@ -139,8 +147,8 @@ impl Attention {
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
         let d = config.dim as usize;
         Attention {
-            qkv: linear(d, 3 * d, config.bias, device),
-            proj: linear(d, d, config.bias, device),
+            qkv: linear(d, 3 * d, config.bias, INIT_STD, device),
+            proj: linear(d, d, config.bias, residual_std(config), device),
             attn_dropout: DropoutConfig::new(config.dropout).init(),
             heads: config.heads as usize,
         }
@@ -224,15 +232,15 @@ impl Gpt {
             .collect();
         Gpt {
             tokens: EmbeddingConfig::new(vocab, d)
-                .with_initializer(init())
+                .with_initializer(init(INIT_STD))
                 .init(device),
             positions: EmbeddingConfig::new(config.block_size as usize, d)
-                .with_initializer(init())
+                .with_initializer(init(INIT_STD))
                 .init(device),
             dropout: DropoutConfig::new(config.dropout).init(),
             blocks,
             ln_f: layer_norm(),
-            head: (!config.tie_weights).then(|| linear(d, vocab, false, device)),
+            head: (!config.tie_weights).then(|| linear(d, vocab, false, INIT_STD, device)),
             block_size: config.block_size as usize,
             compute: FloatDType::F32,
         }
@@ -341,6 +349,39 @@ mod tests {
 
     fn close(a: f32, b: f64) {
         assert!((a as f64 - b).abs() < 1e-4, "{a} vs {b}");
+    }
+
+    /// Root mean square of a weight: its standard deviation, for a zero-mean initialisation.
+    fn rms(weight: &Param<Tensor<2>>) -> f64 {
+        let v = weight.val().into_data().try_to_vec::<f32>().unwrap();
+        (v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+    }
+
+    #[test]
+    fn residual_projections_get_the_scaled_initialisation() {
+        let config = ModelConfig {
+            layers: 8,
+            dim: 64,
+            heads: 4,
+            ffn: FfnConfig {
+                unit: Unit::Glu,
+                alpha: Alpha::Fixed(1.0),
+                hidden_mult: 4,
+            },
+            ..ModelConfig::default()
+        };
+        let gpt = Gpt::new(&config, 65, &Device::flex());
+        // 0.02 / √(2·8) = 0.005 for the projections into the residual stream, 0.02 elsewhere.
+        let block = &gpt.blocks[3];
+        for (name, weight, std) in [
+            ("attn.proj", &block.attn.proj.weight, 0.005),
+            ("ffn.o", &block.ffn.o.weight, 0.005),
+            ("attn.qkv", &block.attn.qkv.weight, 0.02),
+            ("ffn.a", &block.ffn.a.weight, 0.02),
+        ] {
+            let found = rms(weight);
+            assert!((found / std - 1.0).abs() < 0.05, "{name}: {found} vs {std}");
+        }
     }
 
     #[test]

@@ -1,0 +1,69 @@
+//! `xp bench`: measurements of xp itself — the run store's ingest and size (`store`), and
+//! training speed of one configuration (`train`).
+
+mod store;
+mod train;
+
+use std::path::Path;
+
+use super::{Context, Result};
+use crate::manifest::{self, profiles::Machine};
+use crate::sweep;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum What {
+    /// Fill a fresh store with R runs × S steps × 3 metrics and report rows/s and bytes/row.
+    Store(store::Args),
+    /// Train a model preset for a few steps and report its speed: tokens/s, step time,
+    /// first-step time, peak memory, backend and adapter.
+    Train(train::Args),
+}
+
+pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
+    match args.what {
+        What::Store(a) => store::run(a),
+        What::Train(a) => train::run(a),
+    }
+}
+
+/// Plans a benchmark's manifest, given as a typed value: it is written out as TOML by the toml
+/// crate and read back through the same checks as a user's manifest, so every value is quoted
+/// and escaped as TOML wants.
+fn plan(name: &str, manifest: &impl serde::Serialize, sets: &[String]) -> Result<sweep::Plan> {
+    let text = toml::to_string(manifest)
+        .map_err(|e| super::Error::Failed(format!("cannot write the benchmark's manifest: {e}")))?;
+    let loaded = manifest::parse(name.into(), text, Path::new(name))?;
+    let (overrides, problems) = manifest::overrides(std::iter::empty::<(String, String)>(), sets);
+    if !problems.is_empty() {
+        let mut d = loaded.diagnostics();
+        d.extend(problems);
+        return Err(manifest::Error::Invalid(d).into());
+    }
+    Ok(sweep::plan(&loaded, &overrides, &Machine::detect()).map_err(manifest::Error::Invalid)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_are_written_as_toml_with_any_characters() {
+        // A name a `{:?}` format would escape as Rust does, not as TOML does.
+        let m = serde_json::json!({
+            "experiment": { "name": "bench", "description": "tab\there, quote \" and é \u{7f}" },
+            "model": { "preset": "tiny" },
+            "hardware": { "profile": "cpu" },
+        });
+        let plan = plan("bench.toml", &m, &[]).unwrap();
+        assert_eq!(
+            plan.runs[0].config.experiment.description,
+            "tab\there, quote \" and é \u{7f}"
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! The queue executor: recovers runs orphaned by dead processes, takes queued runs one at a
+//! time, trains each, and records what happened. A failing run is recorded and the queue goes
+//! on. What the terminal shows is up to an [`Observer`].
+
+pub mod provenance;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::store::queue::Recovered;
+use crate::store::{
+    self, Checkpoint, Claimant, Ending, MetricRow, MetricWriter, Reserve, RunFilter, RunRecord,
+    Status, Store,
+};
+use crate::summary::Summary;
+use crate::train::{self, Control, Metric, Progress, Recorder, Saved};
+pub use provenance::host;
+
+/// Errors of this module: the store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// How one run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Completed(Summary),
+    Failed(String),
+    Interrupted(u64),
+}
+
+/// What the command line shows while the queue runs.
+pub trait Observer {
+    /// The queue is about to start: how many runs and steps are pending, and the runs found
+    /// orphaned (now interrupted, to be resumed).
+    fn queue_started(&mut self, runs: usize, steps: u64, recovered: &[Recovered]);
+    /// A run starts training on `backend`/`adapter`, from scratch or from a checkpoint.
+    fn run_started(&mut self, run: &RunRecord, started: &Started<'_>);
+    /// Something the person watching should know about a run (a checkpoint that failed
+    /// verification, a result that could not be recorded).
+    fn notice(&mut self, run: &RunRecord, text: &str);
+    fn progress(&mut self, run: &RunRecord, progress: &Progress);
+    fn run_finished(&mut self, run: &RunRecord, outcome: &Outcome);
+}
+
+/// How a run starts, for the observer.
+#[derive(Debug, Clone)]
+pub struct Started<'a> {
+    /// Its position in this queue, from 1.
+    pub index: usize,
+    pub backend: &'a str,
+    pub adapter: &'a str,
+    /// The step of the checkpoint it resumes from.
+    pub resumed_from: Option<u64>,
+}
+
+/// Counts of what the queue did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    pub completed: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    /// Runs found orphaned by a dead process and put back in the queue.
+    pub recovered: usize,
+    /// The stop flag ended the queue (Ctrl-C), whether or not a run was under way.
+    pub stopped: bool,
+}
+
+/// Which runs a queue takes.
+#[derive(Debug, Clone)]
+pub enum Queue<'a> {
+    /// An experiment's queued and interrupted runs, in plan order.
+    Experiment(&'a str),
+    /// One run, whatever experiment it is in (`xp resume`).
+    Run(i64),
+}
+
+/// Options of one queue execution.
+pub struct Options<'a> {
+    pub fail_fast: bool,
+    /// Set (by Ctrl-C) to end the current run at its next step boundary, with a checkpoint.
+    pub stop: &'a AtomicBool,
+}
+
+/// Runs a queue to its end: first recovers runs whose process died, so that they are resumed
+/// from their last checkpoint.
+pub fn execute(
+    store: &mut Store,
+    queue: Queue<'_>,
+    options: &Options<'_>,
+    observer: &mut dyn Observer,
+) -> Result<Report, Error> {
+    let me = provenance::this_process();
+    // Taken before anything trains, so that a full disk still leaves room to record how the
+    // run it stopped ended.
+    let mut reserve = Reserve::hold(store.path());
+    let recovered = store.recover_stale(me.host.as_deref())?;
+    let (runs, steps) = pending(store, &queue)?;
+    observer.queue_started(runs, steps, &recovered);
+    let mut report = Report {
+        recovered: recovered.len(),
+        ..Report::default()
+    };
+    let mut index = 0;
+    loop {
+        if options.stop.load(Ordering::SeqCst) {
+            report.stopped = true;
+            break;
+        }
+        let claimed = match queue {
+            Queue::Experiment(name) => store.claim_next(name, &me),
+            Queue::Run(id) if index == 0 => store.claim(id, &me),
+            Queue::Run(_) => Ok(None),
+        };
+        let run = match claimed {
+            Ok(Some(run)) => run,
+            Ok(None) => break,
+            // Claimed, but its stored spec is unreadable: it fails like any run that cannot
+            // train, and the queue goes on.
+            Err(store::Error::UnreadableSpec { run, message }) => {
+                index += 1;
+                let reason = format!("its stored spec cannot be read: {message}");
+                finish(store, &mut reserve, run, &me, &Ending::Failed { reason })?;
+                report.failed += 1;
+                if options.fail_fast {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        index += 1;
+        let outcome = run_one(store, &run, &me, index, options.stop, observer)?;
+        let ending = match &outcome {
+            Outcome::Completed(summary) => Ending::Completed(summary.clone()),
+            Outcome::Failed(reason) => Ending::Failed {
+                reason: reason.clone(),
+            },
+            Outcome::Interrupted(step) => Ending::Interrupted {
+                step: *step,
+                reason: format!("interrupted at step {step} by the user"),
+            },
+        };
+        if let Err(e) = finish(store, &mut reserve, run.id, &me, &ending) {
+            match e {
+                // Another process holds the run now; this process's result is not the record.
+                store::Error::LostClaim { .. } => {
+                    observer.notice(&run, &e.to_string());
+                    report.failed += 1;
+                    continue;
+                }
+                e => return Err(e.into()),
+            }
+        }
+        match &outcome {
+            Outcome::Completed(_) => report.completed += 1,
+            Outcome::Failed(_) => report.failed += 1,
+            Outcome::Interrupted(_) => report.interrupted += 1,
+        }
+        observer.run_finished(&run, &outcome);
+        if matches!(outcome, Outcome::Interrupted(_)) {
+            report.stopped = true;
+            break;
+        }
+        if options.fail_fast && matches!(outcome, Outcome::Failed(_)) {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Records how a run ended; on a full disk, frees the reserve and tries once more, so that
+/// the run's state says what happened rather than staying `running`.
+fn finish(
+    store: &mut Store,
+    reserve: &mut Reserve,
+    run: i64,
+    me: &Claimant,
+    ending: &Ending,
+) -> Result<(), store::Error> {
+    match store.finish(run, me, ending) {
+        Err(e) if e.is_disk_full() && reserve.release() => {
+            tracing::warn!("run-{run}: the disk is full; released the store's reserve");
+            store.finish(run, me, ending)
+        }
+        other => other,
+    }
+}
+
+/// How many runs a queue will take, and their remaining steps.
+fn pending(store: &Store, queue: &Queue<'_>) -> Result<(usize, u64), Error> {
+    let runs: Vec<RunRecord> = match queue {
+        Queue::Experiment(name) => store
+            .runs(&RunFilter {
+                experiment: Some(name.to_string()),
+                ..RunFilter::default()
+            })?
+            .into_iter()
+            .filter(|r| matches!(r.status(), Status::Queued | Status::Interrupted))
+            .collect(),
+        Queue::Run(id) => vec![store.run_by_id(*id)?],
+    };
+    let steps = runs
+        .iter()
+        .map(|r| r.steps_total.saturating_sub(r.step))
+        .sum();
+    Ok((runs.len(), steps))
+}
+
+/// Records a run as it trains: metrics and progress through the writer thread, checkpoints and
+/// the device through the store, and relays progress to the observer.
+struct StoreRecorder<'a> {
+    store: &'a mut Store,
+    writer: &'a MetricWriter,
+    run: &'a RunRecord,
+    me: &'a Claimant,
+    index: usize,
+    resumed_from: Option<u64>,
+    stop: &'a AtomicBool,
+    observer: &'a mut dyn Observer,
+}
+
+impl Recorder for StoreRecorder<'_> {
+    fn started(&mut self, backend: &str, adapter: &str) -> Result<(), String> {
+        let executed = provenance::executed(self.me, backend, adapter, self.run.attempts);
+        self.store
+            .record_executed(self.run.id, self.me, &executed)
+            .map_err(|e| format!("cannot record where the run executes: {e}"))?;
+        let started = Started {
+            index: self.index,
+            backend,
+            adapter,
+            resumed_from: self.resumed_from,
+        };
+        self.observer.run_started(self.run, &started);
+        Ok(())
+    }
+
+    fn metrics(&mut self, metrics: Vec<Metric>) {
+        self.writer.send(
+            metrics
+                .into_iter()
+                .map(|m| MetricRow {
+                    step: m.step,
+                    name: m.name,
+                    value: m.value,
+                    t_ms: m.t_ms,
+                })
+                .collect(),
+        );
+    }
+
+    fn checkpoint(&mut self, saved: &Saved) -> Result<(), String> {
+        let row = Checkpoint {
+            step: saved.step as i64,
+            path: self.store.recorded_path(&saved.dir),
+            bytes: saved.bytes as i64,
+            blake3: saved.blake3.clone(),
+            val_loss: saved.val_loss,
+        };
+        let t = &self.run.spec.config.train;
+        self.store
+            .add_checkpoint(self.run.id, &row, t.keep_last as usize, t.keep_best)
+            .map_err(|e| format!("cannot record checkpoint {}: {e}", row.path))
+    }
+
+    fn progress(&mut self, progress: &Progress) {
+        self.writer.progress(progress.step);
+        self.observer.progress(self.run, progress);
+    }
+
+    fn control(&self) -> Control {
+        if let Some(failure) = self.writer.failure() {
+            return Control::Fail(failure.to_string());
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return Control::Stop;
+        }
+        Control::Continue
+    }
+}
+
+/// The folder a run's data paths are relative to: its manifest's.
+fn base_dir(run: &RunRecord) -> PathBuf {
+    Path::new(&run.manifest_path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// The newest checkpoint of a run that verifies against its record, with its step; each
+/// newer one that does not is reported and passed over.
+fn resume_point(
+    store: &Store,
+    run: &RunRecord,
+    observer: &mut dyn Observer,
+) -> Result<Option<(PathBuf, u64)>, Error> {
+    let checkpoints = store.checkpoints(run.id)?;
+    for c in checkpoints.iter().rev() {
+        let dir = store.checkpoint_path(&c.path);
+        match train::verify_checkpoint(&dir, c.bytes.max(0) as u64, &c.blake3) {
+            Ok(()) => return Ok(Some((dir, c.step.max(0) as u64))),
+            Err(e) => observer.notice(
+                run,
+                &format!("checkpoint at step {} cannot be used: {e}", c.step),
+            ),
+        }
+    }
+    if !checkpoints.is_empty() {
+        observer.notice(
+            run,
+            "no checkpoint verifies: it starts again from step 0, its metrics recorded anew",
+        );
+    }
+    Ok(None)
+}
+
+fn run_one(
+    store: &mut Store,
+    run: &RunRecord,
+    me: &Claimant,
+    index: usize,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Result<Outcome, Error> {
+    let resume = resume_point(store, run, observer)?;
+    // Metrics after the checkpoint resumed from (all of them without one) are recorded again.
+    store.truncate_metrics(run.id, resume.as_ref().map_or(-1, |(_, step)| *step as i64))?;
+    let writer = MetricWriter::open(store.path(), run.id, me)?;
+    let job = train::Job {
+        spec: &run.spec,
+        base_dir: base_dir(run),
+        checkpoint_dir: store.checkpoint_dir(run.id),
+        resume: resume.as_ref().map(|(dir, _)| dir.clone()),
+    };
+    let mut recorder = StoreRecorder {
+        store,
+        writer: &writer,
+        run,
+        me,
+        index,
+        resumed_from: resume.map(|(_, step)| step),
+        stop,
+        observer,
+    };
+    // A panic inside the backend fails this run, not the queue.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train::train(&job, &mut recorder)
+    }));
+    // Rows the writer could not commit fail the run, whatever training did.
+    let written = writer.close();
+    Ok(match (result, written) {
+        (_, Err(failure)) => Outcome::Failed(failure.to_string()),
+        (Ok(Ok(summary)), Ok(_)) => Outcome::Completed(summary),
+        (Ok(Err(train::Error::Interrupted { step })), Ok(_)) => Outcome::Interrupted(step),
+        (Ok(Err(e)), Ok(_)) => Outcome::Failed(e.to_string()),
+        (Err(panic), Ok(_)) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Outcome::Failed(format!("the backend panicked: {message}"))
+        }
+    })
+}

@@ -1,0 +1,401 @@
+//! Sweep axes: reading `[sweep.grid]`, `[sweep.zip]` and `[sweep.random]` into axes (sugar
+//! expanded), checking their values, and parsing `sweep.where`.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::expr::Expr;
+use super::{Planner, located};
+use crate::manifest::check::check_setting;
+use crate::manifest::source::escape;
+use crate::manifest::{AxisValues, Diagnostic, Distribution};
+
+#[derive(Debug, Clone)]
+pub(super) struct Axis {
+    pub(super) key: String,
+    /// Pointer to the axis in the manifest document, for spans.
+    pub(super) pointer: String,
+    pub(super) kind: AxisKind,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum AxisKind {
+    /// Values with the pointer each came from.
+    Values(Vec<(Value, String)>),
+    Random(Distribution),
+}
+
+/// Numbers from sugar: integral values become JSON integers so that integer keys accept them.
+pub(super) fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        Value::from(x as i64)
+    } else {
+        serde_json::Number::from_f64(x)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
+    }
+}
+
+fn expand(values: &AxisValues) -> Result<Vec<Value>, String> {
+    const MAX: f64 = 1_000_000.0;
+    match values {
+        AxisValues::List(list) if list.is_empty() => Err("an axis needs at least one value".into()),
+        AxisValues::List(list) => Ok(list.clone()),
+        AxisValues::Linspace(l) => {
+            let (a, b, n) = l.linspace;
+            match n {
+                0 => Err("linspace needs n ≥ 1".into()),
+                1 => Ok(vec![number(a)]),
+                _ => Ok((0..n)
+                    .map(|i| number(a + (b - a) * i as f64 / (n - 1) as f64))
+                    .collect()),
+            }
+        }
+        AxisValues::Logspace(l) => {
+            let (a, b, n) = l.logspace;
+            match n {
+                0 => Err("logspace needs n ≥ 1".into()),
+                1 => Ok(vec![number(10f64.powf(a))]),
+                _ => Ok((0..n)
+                    .map(|i| {
+                        let x = 10f64.powf(a + (b - a) * i as f64 / (n - 1) as f64);
+                        // Trim float noise such as 0.0010000000000000002.
+                        number(format!("{x:.12e}").parse().unwrap_or(x))
+                    })
+                    .collect()),
+            }
+        }
+        AxisValues::Range(r) => {
+            let (start, stop, step) = r.range;
+            if step == 0.0 || !step.is_finite() {
+                return Err("range needs a non-zero step".into());
+            }
+            let count = ((stop - start) / step).ceil();
+            if count <= 0.0 {
+                return Err(format!("range [{start}, {stop}, {step}] is empty"));
+            }
+            if count > MAX {
+                return Err(format!(
+                    "range [{start}, {stop}, {step}] has over {MAX} values"
+                ));
+            }
+            Ok((0..count as u64)
+                .map(|i| number(start + step * i as f64))
+                .collect())
+        }
+    }
+}
+
+impl Planner<'_> {
+    pub(super) fn collect_axes(&mut self) {
+        let sweep = &self.loaded.manifest.sweep;
+        let mut axes: Vec<Axis> = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        // Each section's entries: (key, values for grid and zip, distribution for random).
+        type Entries<'m> = Vec<(&'m String, Option<&'m AxisValues>, Option<&'m Distribution>)>;
+        let sections: [(&str, Entries<'_>); 3] = [
+            (
+                "grid",
+                sweep.grid.iter().map(|(k, v)| (k, Some(v), None)).collect(),
+            ),
+            (
+                "zip",
+                sweep.zip.iter().map(|(k, v)| (k, Some(v), None)).collect(),
+            ),
+            (
+                "random",
+                sweep
+                    .random
+                    .axes
+                    .iter()
+                    .map(|(k, d)| (k, None, Some(d)))
+                    .collect(),
+            ),
+        ];
+        for (section, entries) in sections {
+            let mut entries: Vec<_> = entries
+                .into_iter()
+                .map(|(k, v, d)| {
+                    let pointer = format!("/sweep/{section}/{}", escape(k));
+                    (
+                        self.doc().key_span(&pointer).map(|s| s.start).unwrap_or(0),
+                        k,
+                        v,
+                        d,
+                        pointer,
+                    )
+                })
+                .collect();
+            entries.sort_by_key(|e| e.0);
+            for (_, key, values, dist, pointer) in entries {
+                let key_origin = located(self.doc(), &pointer, true);
+                if let Err(help) = check_setting(key, &Value::Null) {
+                    self.problem(
+                        key_origin,
+                        key,
+                        format!("sweep axis `{key}` names no setting"),
+                        "unknown key".into(),
+                        Some(help),
+                    );
+                    continue;
+                }
+                if let Some(previous) = seen.iter().find_map(|(k, s)| {
+                    (k == key
+                        || key.starts_with(&format!("{k}."))
+                        || k.starts_with(&format!("{key}.")))
+                    .then(|| format!("`{k}` in [sweep.{s}]"))
+                }) {
+                    self.problem(
+                        key_origin,
+                        key,
+                        format!("sweep axis `{key}` overlaps {previous}"),
+                        "swept twice".into(),
+                        Some("sweep each setting in one place".into()),
+                    );
+                    continue;
+                }
+                seen.insert(key.clone(), section.to_string());
+                let kind = match (values, dist) {
+                    (Some(values), _) => match expand(values) {
+                        Ok(list) => {
+                            let pointers: Vec<String> = match values {
+                                AxisValues::List(_) => {
+                                    (0..list.len()).map(|i| format!("{pointer}/{i}")).collect()
+                                }
+                                _ => vec![pointer.clone(); list.len()],
+                            };
+                            AxisKind::Values(list.into_iter().zip(pointers).collect())
+                        }
+                        Err(message) => {
+                            self.problem(
+                                located(self.doc(), &pointer, false),
+                                key,
+                                message,
+                                "here".into(),
+                                None,
+                            );
+                            continue;
+                        }
+                    },
+                    (None, Some(dist)) => AxisKind::Random(dist.clone()),
+                    (None, None) => continue,
+                };
+                axes.push(Axis {
+                    key: key.clone(),
+                    pointer,
+                    kind,
+                });
+            }
+        }
+        self.axes = axes;
+        self.check_axis_values();
+        self.check_zip_and_random();
+    }
+
+    fn check_axis_values(&mut self) {
+        let mut found = Vec::new();
+        for axis in &self.axes {
+            let samples: Vec<(Value, String)> = match &axis.kind {
+                AxisKind::Values(values) => values.clone(),
+                AxisKind::Random(dist) => {
+                    let p = &axis.pointer;
+                    match dist {
+                        Distribution::Uniform(u) => vec![
+                            (number(u.uniform.0), p.clone()),
+                            (number(u.uniform.1), p.clone()),
+                        ],
+                        Distribution::LogUniform(u) => {
+                            vec![
+                                (number(u.loguniform.0), p.clone()),
+                                (number(u.loguniform.1), p.clone()),
+                            ]
+                        }
+                        Distribution::IntUniform(u) => {
+                            vec![
+                                (Value::from(u.randint.0), p.clone()),
+                                (Value::from(u.randint.1), p.clone()),
+                            ]
+                        }
+                        Distribution::Choice(c) => c
+                            .choice
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| (v.clone(), format!("{p}/choice/{i}")))
+                            .collect(),
+                    }
+                }
+            };
+            for (value, pointer) in samples {
+                if let Ok(violations) = check_setting(&axis.key, &value) {
+                    for v in violations {
+                        found.push((located(self.doc(), &pointer, false), axis.key.clone(), v));
+                    }
+                }
+            }
+            if let AxisKind::Random(dist) = &axis.kind {
+                let bad = match dist {
+                    Distribution::Uniform(u) if u.uniform.0 > u.uniform.1 => {
+                        Some("uniform needs low ≤ high")
+                    }
+                    Distribution::LogUniform(u)
+                        if !(u.loguniform.0 > 0.0 && u.loguniform.0 <= u.loguniform.1) =>
+                    {
+                        Some("loguniform needs 0 < low ≤ high")
+                    }
+                    Distribution::IntUniform(u) if u.randint.0 > u.randint.1 => {
+                        Some("randint needs low ≤ high")
+                    }
+                    _ => None,
+                };
+                if let Some(message) = bad {
+                    let origin = located(self.doc(), &axis.pointer, false);
+                    found.push((
+                        origin,
+                        axis.key.clone(),
+                        crate::manifest::check::Violation {
+                            pointer: axis.pointer.clone(),
+                            unknown_key: false,
+                            message: format!("invalid distribution for sweep axis `{}`", axis.key),
+                            label: message.into(),
+                            help: None,
+                        },
+                    ));
+                }
+            }
+        }
+        for (origin, key, v) in found {
+            let message = v
+                .message
+                .replacen("invalid value for", "invalid sweep value for", 1);
+            self.problem(origin, &key, message, v.label, v.help);
+        }
+    }
+
+    fn check_zip_and_random(&mut self) {
+        let zip: Vec<(String, usize, String)> = self
+            .axes
+            .iter()
+            .filter(|a| a.pointer.starts_with("/sweep/zip/"))
+            .filter_map(|a| match &a.kind {
+                AxisKind::Values(v) => Some((a.key.clone(), v.len(), a.pointer.clone())),
+                AxisKind::Random(_) => None,
+            })
+            .collect();
+        if let Some((first_key, first_len, _)) = zip.first().cloned() {
+            let lengths: Vec<String> = zip
+                .iter()
+                .map(|(k, n, _)| format!("`{k}` has {n}"))
+                .collect();
+            for (key, len, pointer) in &zip {
+                if *len != first_len {
+                    let origin = located(self.doc(), pointer, false);
+                    self.problem(
+                        origin,
+                        key,
+                        format!("zip axes must have equal lengths, but `{key}` has {len} values and `{first_key}` has {first_len}"),
+                        format!("{len} values"),
+                        Some(format!("linked axes advance together: {}", lengths.join(", "))),
+                    );
+                }
+            }
+        }
+        let random = &self.loaded.manifest.sweep.random;
+        let has_random_axes = !random.axes.is_empty();
+        match (random.samples, has_random_axes) {
+            (None, true) => {
+                let origin = located(self.doc(), "/sweep/random", true);
+                self.problem(
+                    origin,
+                    "sweep.random.samples",
+                    "[sweep.random] has axes but no `samples`".into(),
+                    "how many runs to draw?".into(),
+                    Some("add e.g. samples = 8".into()),
+                );
+            }
+            (Some(_), false) => {
+                let origin = located(self.doc(), "/sweep/random/samples", false);
+                self.problem(
+                    origin,
+                    "sweep.random.samples",
+                    "[sweep.random] sets `samples` but has no axes".into(),
+                    "nothing to sample".into(),
+                    Some("add an axis, e.g. \"train.lr\" = { loguniform = [1e-4, 3e-3] }".into()),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn check_overrides_against_axes(&mut self) {
+        for o in self.overrides {
+            if let Some(axis) = self.axes.iter().find(|a| {
+                a.key == o.key
+                    || a.key.starts_with(&format!("{}.", o.key))
+                    || o.key.starts_with(&format!("{}.", a.key))
+            }) {
+                let d = Diagnostic::at(
+                    None,
+                    o.key.clone(),
+                    format!(
+                        "`{}` is swept by the manifest and cannot also be overridden",
+                        o.key
+                    ),
+                )
+                .origin(o.origin.clone())
+                .help(format!(
+                    "remove the override, or the sweep axis `{}`",
+                    axis.key
+                ));
+                self.diagnostics.push(d);
+            }
+        }
+    }
+
+    pub(super) fn parse_where(&mut self) -> Option<Expr> {
+        let text = self.loaded.manifest.sweep.where_.as_ref()?;
+        let pointer = "/sweep/where";
+        let span = self.doc().value_span(pointer);
+        let at_column = |column: usize, len: usize| {
+            span.clone().map(|s| {
+                // Columns count characters of the string's content, after its opening quote.
+                let offset: usize = text
+                    .chars()
+                    .take(column.saturating_sub(1))
+                    .map(char::len_utf8)
+                    .sum();
+                let start = (s.start + 1 + offset).min(s.end.saturating_sub(1));
+                start..(start + len).min(s.end)
+            })
+        };
+        match Expr::parse(text) {
+            Err(e) => {
+                let d = Diagnostic::at(
+                    at_column(e.column, 1),
+                    "sweep.where",
+                    format!("cannot parse `sweep.where`: {}", e.message),
+                )
+                .label(format!("column {}", e.column));
+                self.diagnostics.push(d);
+                None
+            }
+            Ok(expr) => {
+                let mut ok = true;
+                for (key, column) in expr.keys() {
+                    if let Err(help) = check_setting(key, &Value::Null) {
+                        let d = Diagnostic::at(
+                            at_column(column, key.len()),
+                            "sweep.where",
+                            format!("`sweep.where` names unknown key `{key}`"),
+                        )
+                        .label("not a setting")
+                        .help(help);
+                        self.diagnostics.push(d);
+                        ok = false;
+                    }
+                }
+                ok.then_some(expr)
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The integration tests, as one test binary (one link of burn instead of one per file): each
+//! module runs the real `xp` binary, or the library, against temporary folders.
+
+mod common;
+mod fuzz_manifests;
+mod manifests;
+mod queue;
+mod reports;
+mod store;
+mod train;

@@ -1,0 +1,266 @@
+//! The queue under stress: a process killed mid-run, Ctrl-C, and two processes sharing one
+//! store. Every test trains tiny models on the CPU backend.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{output, tiny_manifest, xp, xp_process};
+
+fn conn(db: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
+/// Waits until run-1 has recorded at least `step` steps; panics if the process ends first.
+fn wait_for_step(db: &Path, child: &mut Child, step: i64) -> i64 {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("xp ended ({status}) before run-1 reached step {step}");
+        }
+        if db.exists() {
+            let c = conn(db);
+            let now: Option<i64> = c
+                .query_row(
+                    "SELECT step FROM runs WHERE id = 1 AND status = 'running'",
+                    [],
+                    |r| r.get(0),
+                )
+                .ok();
+            if let Some(now) = now.filter(|s| *s >= step) {
+                return now;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "run-1 never reached step {step}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Steps at which run-1 recorded a metric, in order.
+fn steps(db: &Path, name: &str) -> Vec<i64> {
+    conn(db)
+        .prepare(
+            "SELECT m.step FROM metrics m JOIN metric_names n ON n.id = m.name_id
+             WHERE m.run_id = 1 AND n.name = ?1 ORDER BY m.step",
+        )
+        .unwrap()
+        .query_map([name], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn integrity(db: &Path) -> String {
+    conn(db)
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn status_and_attempts(db: &Path, id: i64) -> (String, i64) {
+    conn(db)
+        .query_row(
+            "SELECT status, attempts FROM runs WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+}
+
+const LONG: &str = "[experiment]\nname = \"long\"\n";
+const SETS: [&str; 8] = [
+    "--set",
+    "train.steps=3000",
+    "--set",
+    "train.checkpoint_every=250",
+    "--set",
+    "train.eval_every=500",
+    "--set",
+    "train.log_every=25",
+];
+
+/// Starts `xp run` on a 3000-step run in the background, its output captured.
+fn start_long_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Child) {
+    let path = tiny_manifest(dir, LONG);
+    let db = dir.join("runs.db");
+    let child = xp_process(&db)
+        .arg("run")
+        .arg(&path)
+        .args(SETS)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (path, db, child)
+}
+
+#[test]
+fn a_killed_run_is_resumed_with_every_step_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, db, mut child) = start_long_run(dir.path());
+    let reached = wait_for_step(&db, &mut child, 300);
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    assert!(reached < 3000, "the run finished before it was killed");
+    assert_eq!(status_and_attempts(&db, 1), ("running".into(), 1));
+
+    // `xp status` sees at once that the process is gone.
+    let (code, status, _) = output(xp(&db).arg("status"));
+    assert_eq!(code, 0);
+    assert!(status.contains("orphaned: its process"), "{status}");
+
+    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&path).args(SETS));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("run-1 was left running: interrupted at step"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(attempt 2, resuming from step "),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("1 completed, 0 failed, 0 interrupted (1 orphaned"),
+        "{stdout}"
+    );
+    assert_eq!(status_and_attempts(&db, 1), ("completed".into(), 2));
+    assert_eq!(
+        steps(&db, "train_loss"),
+        std::iter::once(1)
+            .chain((1..=120).map(|i| i * 25))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(steps(&db, "val_loss"), [500, 1000, 1500, 2000, 2500, 3000]);
+    assert_eq!(integrity(&db), "ok");
+}
+
+#[test]
+fn ctrl_c_checkpoints_marks_interrupted_and_exits_130_then_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, db, mut child) = start_long_run(dir.path());
+    wait_for_step(&db, &mut child, 300);
+    // Readers never wait for the writer, nor see a locked database.
+    for args in [
+        vec!["status"],
+        vec!["runs"],
+        vec!["show", "run-1"],
+        vec!["compare", "run-1", "run-1"],
+        vec!["export", "metrics"],
+    ] {
+        let (code, _, stderr) = output(xp(&db).args(&args));
+        assert_eq!((code, stderr.as_str()), (0, ""), "{args:?}");
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopping after this step"), "{stderr}");
+    let (status, _) = status_and_attempts(&db, 1);
+    assert_eq!(status, "interrupted");
+    let (stopped_at, newest): (i64, i64) = conn(&db)
+        .query_row(
+            "SELECT r.step, (SELECT max(step) FROM checkpoints WHERE run_id = 1) FROM runs r WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(stopped_at < 3000);
+    assert_eq!(
+        newest, stopped_at,
+        "a checkpoint is written where the run stopped"
+    );
+
+    let (code, stdout, stderr) = output(xp(&db).args(["resume", "run-1"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), "run-1: completed");
+    assert_eq!(steps(&db, "train_loss").len(), 121);
+    assert_eq!(integrity(&db), "ok");
+
+    let (code, _, stderr) = output(xp(&db).args(["resume", "run-1"]));
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "error: run-1 is already completed; nothing to resume\n"
+    );
+}
+
+#[test]
+fn two_processes_share_a_queue_without_running_anything_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tiny_manifest(
+        dir.path(),
+        "[experiment]\nname = \"shared\"\n[sweep.grid]\n\"train.seed\" = [1, 2, 3, 4, 5, 6]\n",
+    );
+    let db = dir.path().join("runs.db");
+    // Create the store first so that both processes find the same schema.
+    let (code, _, _) = output(xp(&db).arg("run").arg(&path).arg("--queue-only"));
+    assert_eq!(code, 0);
+    let spawn = || {
+        xp_process(&db)
+            .arg("run")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut started: Vec<String> = Vec::new();
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("locked"), "{stderr}");
+        started.extend(
+            stderr
+                .lines()
+                .filter(|l| l.contains(" started on "))
+                .filter_map(|l| l.split_whitespace().nth(1).map(String::from)),
+        );
+    }
+    started.sort();
+    assert_eq!(
+        started,
+        ["run-1", "run-2", "run-3", "run-4", "run-5", "run-6"]
+    );
+    for id in 1..=6 {
+        assert_eq!(status_and_attempts(&db, id), ("completed".into(), 1));
+    }
+    assert_eq!(integrity(&db), "ok");
+}
+
+#[test]
+fn fail_fast_stops_the_queue_and_retry_failed_requeues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tiny_manifest(
+        dir.path(),
+        "[experiment]\nname = \"flaky\"\n[sweep.grid]\n\"train.seed\" = [1, 2]\n",
+    );
+    let db = dir.path().join("runs.db");
+    // A file where the checkpoint folder goes: the first checkpoint fails, like a full disk.
+    std::fs::write(dir.path().join("runs.db-checkpoints"), "in the way").unwrap();
+    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&path).arg("--fail-fast"));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("experiment flaky: 0 completed, 1 failed, 0 interrupted"),
+        "{stdout}"
+    );
+    assert_eq!(status_and_attempts(&db, 1).0, "failed");
+    assert_eq!(status_and_attempts(&db, 2), ("queued".into(), 0));
+
+    std::fs::remove_file(dir.path().join("runs.db-checkpoints")).unwrap();
+    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&path).arg("--retry-failed"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("re-queued 1 failed run\n"), "{stdout}");
+    assert!(stdout.contains("2 completed, 0 failed"), "{stdout}");
+    assert_eq!(status_and_attempts(&db, 1), ("completed".into(), 2));
+    assert_eq!(status_and_attempts(&db, 2), ("completed".into(), 1));
+}

@@ -79,7 +79,8 @@ impl MetricWriter {
                 Err(panic) => (0, Some(WriteFailure::Panicked(panic_message(&panic)))),
             };
             if let Some(f) = failed {
-                tracing::error!("run-{run}: {f}");
+                // Reported through the run's outcome; here only for the debug log.
+                tracing::debug!("run-{run}: {f}");
                 *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
             }
             written

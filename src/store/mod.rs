@@ -268,4 +268,84 @@ mod tests {
             Err(Error::Missing { .. })
         ));
     }
+
+    #[test]
+    fn refuses_unusable_versions_and_files_that_are_not_databases_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let negative = dir.path().join("negative.db");
+        {
+            let c = Connection::open(&negative).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            c.pragma_update(None, "user_version", -3).unwrap();
+        }
+        let before = std::fs::read(&negative).unwrap();
+        let e = Store::open(&negative).err().unwrap();
+        assert!(matches!(e, Error::BadVersion { found: -3, .. }), "{e}");
+        assert!(e.is_user_error());
+        assert_eq!(std::fs::read(&negative).unwrap(), before);
+
+        let text = dir.path().join("notes.db");
+        std::fs::write(&text, "these are my notes, not a database\n".repeat(200)).unwrap();
+        let before = std::fs::read(&text).unwrap();
+        for e in [
+            Store::open(&text).err().unwrap(),
+            Store::open_existing(&text).err().unwrap(),
+        ] {
+            assert!(matches!(e, Error::NotADatabase { .. }), "{e}");
+            assert!(e.is_user_error());
+        }
+        assert_eq!(std::fs::read(&text).unwrap(), before);
+        assert!(!dir.path().join("notes.db-wal").exists());
+    }
+
+    #[test]
+    fn a_version_2_store_gets_checkpoint_paths_relative_to_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // What xp wrote before migration 3, with a checkpoint recorded relative to the
+            // working directory of the process that trained it.
+            let c = Connection::open(&path).unwrap();
+            for m in &migrations::MIGRATIONS[..2] {
+                let migrations::Migration::Sql(sql) = m else {
+                    panic!("migrations 1 and 2 are SQL")
+                };
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 2).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            c.execute_batch(
+                "INSERT INTO experiments VALUES (1, 'e', '', 'm.toml', 'd', 't', 't');
+                 INSERT INTO runs (id, experiment_id, key, plan_index, manifest_path,
+                     manifest_digest, spec, status, steps_total, created_at)
+                     VALUES (7, 1, 'k', 0, 'm.toml', 'd', '{}', 'interrupted', 10, 't');
+                 INSERT INTO checkpoints (run_id, step, path, bytes, blake3, created_at)
+                     VALUES (7, 5, 'sub/checkpoints/run-7/step-0000005', 1, 'h', 't'),
+                            (7, 6, '/elsewhere/step-0000006', 1, 'h', 't');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let paths: Vec<String> = store
+            .checkpoints(7)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        assert_eq!(
+            paths,
+            ["checkpoints/run-7/step-0000005", "/elsewhere/step-0000006"]
+        );
+        // Whatever the working directory, the first resolves beside the store.
+        assert_eq!(
+            store.checkpoint_path(&paths[0]),
+            dir.path().join("checkpoints/run-7/step-0000005")
+        );
+        assert_eq!(
+            store.checkpoint_dir(7),
+            dir.path().join("old.db-checkpoints").join("run-7")
+        );
+    }
 }

@@ -46,6 +46,21 @@ fn fail(path: &Path, message: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Removes half-written checkpoints (`.step-….partial`) that a killed process left in a run's
+/// checkpoint folder: they never became checkpoints and nothing refers to them.
+pub fn remove_partials(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".step-") && name.ends_with(".partial") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Writes a checkpoint for the current step into `root/step-NNNNNNN`. On any failure (a full
 /// disk, say) nothing is left behind: the half-written folder is removed.
 pub fn save(

@@ -156,6 +156,7 @@ impl<'j, 'r> Trainer<'j, 'r> {
             model = checkpoint::load_params(dir, model)?;
             state = checkpoint::load_state(dir)?.0;
         }
+        checkpoint::remove_partials(&job.checkpoint_dir);
         let mut optim = optimizer(t, &model);
         if let Some(dir) = &job.resume {
             optim = checkpoint::load_optimizer(dir, optim)?;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: run the real `xp` binary and tidy its output.
 
 use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
@@ -112,4 +114,67 @@ pub fn vulkan_available(test: &str) -> bool {
          mesa-vulkan-drivers` gives a software one; on a Mac wgpu uses Metal)"
     );
     false
+}
+
+/// A connection to a store for the tests' own reads, waiting for writers as xp does.
+pub fn conn(db: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
+/// SQLite's own check of the whole file: "ok" when nothing is damaged.
+pub fn integrity(db: &Path) -> String {
+    conn(db)
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A run's recorded values of one metric, by step.
+pub fn metric_values(db: &Path, run: i64, name: &str) -> Vec<(i64, f64)> {
+    conn(db)
+        .prepare(
+            "SELECT m.step, m.value FROM metrics m JOIN metric_names n ON n.id = m.name_id
+             WHERE m.run_id = ?1 AND n.name = ?2 ORDER BY m.step",
+        )
+        .unwrap()
+        .query_map(rusqlite::params![run, name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The steps at which a run recorded a metric, in order.
+pub fn metric_steps(db: &Path, run: i64, name: &str) -> Vec<i64> {
+    metric_values(db, run, name)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect()
+}
+
+/// Waits until run-1 is running at step `step` or later; panics if the process ends first.
+pub fn wait_for_step(db: &Path, child: &mut Child, step: i64) -> i64 {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("xp ended ({status}) before run-1 reached step {step}");
+        }
+        if db.exists() {
+            let now: Option<i64> = conn(db)
+                .query_row(
+                    "SELECT step FROM runs WHERE id = 1 AND status = 'running'",
+                    [],
+                    |r| r.get(0),
+                )
+                .ok();
+            if let Some(now) = now.filter(|s| *s >= step) {
+                return now;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "run-1 never reached step {step}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -2,6 +2,7 @@
 //! module runs the real `xp` binary, or the library, against temporary folders.
 
 mod common;
+mod faults;
 mod fuzz_manifests;
 mod manifests;
 mod queue;

@@ -3,63 +3,10 @@
 
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::common::{output, tiny_manifest, xp, xp_process};
-
-fn conn(db: &Path) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open(db).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c
-}
-
-/// Waits until run-1 has recorded at least `step` steps; panics if the process ends first.
-fn wait_for_step(db: &Path, child: &mut Child, step: i64) -> i64 {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("xp ended ({status}) before run-1 reached step {step}");
-        }
-        if db.exists() {
-            let c = conn(db);
-            let now: Option<i64> = c
-                .query_row(
-                    "SELECT step FROM runs WHERE id = 1 AND status = 'running'",
-                    [],
-                    |r| r.get(0),
-                )
-                .ok();
-            if let Some(now) = now.filter(|s| *s >= step) {
-                return now;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "run-1 never reached step {step}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Steps at which run-1 recorded a metric, in order.
-fn steps(db: &Path, name: &str) -> Vec<i64> {
-    conn(db)
-        .prepare(
-            "SELECT m.step FROM metrics m JOIN metric_names n ON n.id = m.name_id
-             WHERE m.run_id = 1 AND n.name = ?1 ORDER BY m.step",
-        )
-        .unwrap()
-        .query_map([name], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
-
-fn integrity(db: &Path) -> String {
-    conn(db)
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap()
-}
+use crate::common::{
+    conn, integrity, metric_steps, output, tiny_manifest, wait_for_step, xp, xp_process,
+};
 
 fn status_and_attempts(db: &Path, id: i64) -> (String, i64) {
     conn(db)
@@ -129,12 +76,15 @@ fn a_killed_run_is_resumed_with_every_step_recorded_once() {
     );
     assert_eq!(status_and_attempts(&db, 1), ("completed".into(), 2));
     assert_eq!(
-        steps(&db, "train_loss"),
+        metric_steps(&db, 1, "train_loss"),
         std::iter::once(1)
             .chain((1..=120).map(|i| i * 25))
             .collect::<Vec<_>>()
     );
-    assert_eq!(steps(&db, "val_loss"), [500, 1000, 1500, 2000, 2500, 3000]);
+    assert_eq!(
+        metric_steps(&db, 1, "val_loss"),
+        [500, 1000, 1500, 2000, 2500, 3000]
+    );
     assert_eq!(integrity(&db), "ok");
 }
 
@@ -181,7 +131,7 @@ fn ctrl_c_checkpoints_marks_interrupted_and_exits_130_then_resume_finishes() {
     let (code, stdout, stderr) = output(xp(&db).args(["resume", "run-1"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(stdout.trim(), "run-1: completed");
-    assert_eq!(steps(&db, "train_loss").len(), 121);
+    assert_eq!(metric_steps(&db, 1, "train_loss").len(), 121);
     assert_eq!(integrity(&db), "ok");
 
     let (code, _, stderr) = output(xp(&db).args(["resume", "run-1"]));

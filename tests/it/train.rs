@@ -16,17 +16,7 @@ fn metric(db: &Path, name: &str) -> Vec<(i64, f64)> {
 }
 
 fn run_metric(db: &Path, run: i64, name: &str) -> Vec<(i64, f64)> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT m.step, m.value FROM metrics m JOIN metric_names n ON n.id = m.name_id
-             WHERE m.run_id = ?1 AND n.name = ?2 ORDER BY m.step",
-        )
-        .unwrap();
-    stmt.query_map(rusqlite::params![run, name], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    crate::common::metric_values(db, run, name)
 }
 
 #[test]

@@ -228,7 +228,7 @@ fn number(v: Option<f64>, metric: &str) -> String {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
-    let store = ctx.open_existing_store()?;
+    let store = ctx.open_synced_store()?;
     let runs = args
         .runs
         .iter()

@@ -54,6 +54,7 @@ impl Error {
             Error::Store(e) | Error::Exec(exec::Error::Store(e)) if e.is_user_error() => {
                 exit::BAD_INPUT
             }
+            Error::Exec(exec::Error::Usage(_)) => exit::BAD_INPUT,
             // A reader that went away (`xp runs | head`) is no failure of xp's.
             Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
             _ => exit::FAILURE,

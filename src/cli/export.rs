@@ -56,7 +56,7 @@ fn cell(v: &serde_json::Value) -> String {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
-    let store = ctx.open_existing_store()?;
+    let store = ctx.open_synced_store()?;
     let mut runs: Vec<Listed> = args.selection.query(&store, None, None)?;
     if !args.runs.is_empty() {
         let wanted = args

@@ -2,6 +2,7 @@
 //! [`error`]; the output helpers every subcommand shares are in [`output`].
 
 mod bench;
+mod cancel;
 mod chart;
 mod compare;
 mod completions;
@@ -19,7 +20,9 @@ mod sample;
 mod schema;
 mod show;
 mod status;
+mod sync;
 mod validate;
+mod worker;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -64,6 +67,10 @@ enum Command {
     Resume(resume::Args),
     /// What is queued, running, done and failed.
     Status(status::Args),
+    /// Merge what Slurm tasks recorded into the store (reading commands do it first too).
+    Sync(sync::Args),
+    /// Cancel runs that have not ended (their Slurm tasks too).
+    Cancel(cancel::Args),
     /// What differs between runs.
     Compare(compare::Args),
     /// List runs.
@@ -82,6 +89,9 @@ enum Command {
     Profiles(profiles::Args),
     /// Print shell completions.
     Completions(completions::Args),
+    /// Train runs for another xp: a worker of `xp run --jobs N`, or a Slurm array task.
+    #[command(hide = true)]
+    Worker(worker::Args),
 }
 
 /// Settings shared by every subcommand.
@@ -97,6 +107,16 @@ impl Context {
 
     pub fn open_existing_store(&self) -> Result<Store> {
         Ok(Store::open_existing(&self.db)?)
+    }
+
+    /// An existing store, with what Slurm tasks recorded merged in first. Not reaching Slurm
+    /// is no reason to refuse to show what the store has: it is only logged.
+    pub fn open_synced_store(&self) -> Result<Store> {
+        let mut store = self.open_existing_store()?;
+        if let Err(e) = crate::exec::slurm::sync_before_reading(&mut store) {
+            tracing::warn!("the store may be behind what Slurm tasks recorded: {e}");
+        }
+        Ok(store)
     }
 }
 
@@ -136,6 +156,9 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a, &ctx),
         Command::Resume(a) => resume::run(a, &ctx),
         Command::Status(a) => status::run(a, &ctx),
+        Command::Sync(a) => sync::run(a, &ctx),
+        Command::Cancel(a) => cancel::run(a, &ctx),
+        Command::Worker(a) => worker::run(a, &ctx),
         Command::Export(a) => export::run(a, &ctx),
         Command::Bench(a) => bench::run(a, &ctx),
         Command::Compare(a) => compare::run(a, &ctx),

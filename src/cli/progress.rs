@@ -1,67 +1,116 @@
 //! What `xp run` and `xp resume` show while a queue trains (progress bars on a terminal, plain
-//! lines otherwise), and how Ctrl-C stops them.
+//! lines otherwise), whether one process trains or several workers do, and how Ctrl-C stops
+//! them.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output::{duration, figure, say, si};
 use super::{Context, Result, exit};
-use crate::exec::{self, Observer, Outcome, Queue, Started};
+use crate::exec::{self, Observer, Outcome, Queue, Started, pool::Pool};
 use crate::store::queue::Recovered;
 use crate::store::{RunRecord, Store};
 use crate::train::Progress;
 
-/// Executes a queue with progress on stderr and Ctrl-C handling.
+/// How many workers train a queue, and on which GPUs.
+pub struct Workers<'a> {
+    pub jobs: u32,
+    pub devices: &'a [u32],
+}
+
+/// The observer for this terminal: bars when stderr is one, lines otherwise.
+fn observer() -> Box<dyn Observer> {
+    if std::io::stderr().is_terminal() {
+        Box::new(Bars::default())
+    } else {
+        Box::new(Lines::default())
+    }
+}
+
+/// Executes a queue with progress on stderr and Ctrl-C handling: in this process, or by
+/// several worker processes.
 pub fn execute(
     store: &mut Store,
     queue: Queue<'_>,
     fail_fast: bool,
+    workers: &Workers<'_>,
     ctx: &Context,
 ) -> Result<exec::Report> {
-    let stop = interrupt_flag(ctx.db.clone())?;
-    let mut observer: Box<dyn Observer> = if std::io::stderr().is_terminal() {
-        Box::new(Bars::default())
-    } else {
-        Box::new(Lines::default())
-    };
+    let mut observer = observer();
+    if let (Queue::Experiment(name), true) = (&queue, workers.jobs > 1) {
+        let interrupts = Interrupts::install(ctx.db.clone(), true)?;
+        let (recovered, pending) = exec::prepare(store, &queue)?;
+        let pool = Pool {
+            db: &ctx.db,
+            experiment: name,
+            jobs: workers.jobs,
+            devices: workers.devices,
+            fail_fast,
+            signals: &interrupts.count,
+        };
+        let gpus = if workers.devices.is_empty() {
+            crate::train::device::gpu_count()
+        } else {
+            workers.devices.len()
+        };
+        return Ok(pool.run(store, pending, &recovered, gpus, observer.as_mut())?);
+    }
+    let interrupts = Interrupts::install(ctx.db.clone(), false)?;
     let options = exec::Options {
         fail_fast,
-        stop: &stop,
+        stop: &interrupts.stop,
+        device: None,
     };
     Ok(exec::execute(store, queue, &options, observer.as_mut())?)
 }
 
-/// Installs the Ctrl-C (and SIGTERM) handling of a queue: the first signal sets the returned
-/// flag, so the current run finishes its step, writes a checkpoint and is marked interrupted;
-/// a second one marks the run interrupted at once and exits with 130.
-fn interrupt_flag(db: PathBuf) -> std::io::Result<Arc<AtomicBool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    let flag = stop.clone();
-    std::thread::spawn(move || {
-        for _ in signals.forever() {
-            if !flag.swap(true, Ordering::SeqCst) {
-                say(
-                    "\nstopping after this step (a checkpoint is written); Ctrl-C again to quit at once",
-                );
-                continue;
+/// The Ctrl-C (and SIGTERM) handling of a queue. The first signal sets `stop`, so the current
+/// run finishes its step, writes a checkpoint and is marked interrupted. A second one, in a
+/// process that trains, marks its runs interrupted at once and exits with 130; in a process
+/// that relays to workers, it is only counted, and passed on.
+pub struct Interrupts {
+    pub stop: Arc<AtomicBool>,
+    pub count: Arc<AtomicUsize>,
+}
+
+impl Interrupts {
+    pub fn install(db: PathBuf, relay: bool) -> std::io::Result<Interrupts> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let (flag, counter) = (stop.clone(), count.clone());
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                if n == 1 {
+                    flag.store(true, Ordering::SeqCst);
+                    say(
+                        "\nstopping after this step (a checkpoint is written); Ctrl-C again to quit at once",
+                    );
+                    continue;
+                }
+                if relay {
+                    say("stopping the workers at once");
+                    continue;
+                }
+                // Metrics after the last checkpoint are recorded again when the run resumes.
+                if let Ok(store) = Store::open_existing(&db) {
+                    let me = exec::provenance::this_process();
+                    let _ = store.abandon_runs_of(&me, "stopped at once by a second Ctrl-C");
+                }
+                say("stopped");
+                std::process::exit(exit::INTERRUPTED.into());
             }
-            // Metrics after the last checkpoint are recorded again when the run resumes.
-            if let Ok(store) = Store::open_existing(&db) {
-                let me = exec::provenance::this_process();
-                let _ = store.abandon_runs_of(&me, "stopped at once by a second Ctrl-C");
-            }
-            say("stopped");
-            std::process::exit(exit::INTERRUPTED.into());
-        }
-    });
-    Ok(stop)
+        });
+        Ok(Interrupts { stop, count })
+    }
 }
 
 fn recovered_lines(recovered: &[Recovered]) {
@@ -132,19 +181,18 @@ fn finished(run: &RunRecord, outcome: &Outcome) -> String {
 #[derive(Default)]
 struct Lines {
     total: usize,
-    index: usize,
-    pace: Pace,
+    /// Per running run, its pace.
+    paces: HashMap<i64, Pace>,
 }
 
 impl Observer for Lines {
     fn queue_started(&mut self, runs: usize, _steps: u64, recovered: &[Recovered]) {
         recovered_lines(recovered);
-        self.total = runs;
+        self.total += runs;
     }
 
     fn run_started(&mut self, run: &RunRecord, s: &Started<'_>) {
-        self.index = s.index;
-        self.pace = Pace::default();
+        self.paces.insert(run.id, Pace::default());
         say(&format!(
             "[{}/{}] {} started on {} ({}){}",
             s.index,
@@ -162,7 +210,9 @@ impl Observer for Lines {
 
     fn progress(&mut self, run: &RunRecord, p: &Progress) {
         let eta = self
-            .pace
+            .paces
+            .entry(run.id)
+            .or_default()
             .eta(p.step, p.steps)
             .map(|s| format!("  eta {}", duration(s)))
             .unwrap_or_default();
@@ -176,18 +226,22 @@ impl Observer for Lines {
     }
 
     fn run_finished(&mut self, run: &RunRecord, outcome: &Outcome) {
+        self.paces.remove(&run.id);
         say(&finished(run, outcome));
     }
 }
 
-/// Two bars on a terminal: the queue (run k of n, ETA over all remaining steps) and the run.
+/// Bars on a terminal: the queue (runs started of all, ETA over all remaining steps) and one
+/// bar per running run.
 struct Bars {
     total: usize,
+    started: usize,
     multi: MultiProgress,
     queue: ProgressBar,
-    run: Option<ProgressBar>,
-    /// Queue position when the current run started, and the step it started from.
-    base: (u64, u64),
+    /// Steps of the queue done by runs that have finished.
+    done: u64,
+    /// Per running run: its bar, the step it started from, and the step it is at.
+    running: HashMap<i64, (ProgressBar, u64, u64)>,
 }
 
 impl Default for Bars {
@@ -201,11 +255,29 @@ impl Default for Bars {
         );
         Bars {
             total: 0,
+            started: 0,
             multi,
             queue,
-            run: None,
-            base: (0, 0),
+            done: 0,
+            running: HashMap::new(),
         }
+    }
+}
+
+impl Bars {
+    fn update_queue(&self) {
+        let now: u64 = self.running.values().map(|(_, from, at)| at - from).sum();
+        self.queue.set_position(self.done + now);
+        self.queue.set_prefix(format!(
+            "run {} of {}{}",
+            self.started,
+            self.total.max(self.started),
+            if self.running.len() > 1 {
+                format!(", {} at once", self.running.len())
+            } else {
+                String::new()
+            }
+        ));
     }
 }
 
@@ -217,9 +289,12 @@ impl Observer for Bars {
                 r.run, r.reason
             ));
         }
-        self.total = runs;
-        self.queue.set_length(steps.max(1));
-        self.queue.set_prefix(format!("run 0 of {runs}"));
+        // Workers report their own starts too, with nothing pending of their own.
+        self.total += runs;
+        if steps > 0 {
+            self.queue.set_length(steps);
+        }
+        self.update_queue();
     }
 
     fn notice(&mut self, run: &RunRecord, text: &str) {
@@ -227,8 +302,7 @@ impl Observer for Bars {
     }
 
     fn run_started(&mut self, run: &RunRecord, s: &Started<'_>) {
-        self.queue
-            .set_prefix(format!("run {} of {}", s.index, self.total.max(s.index)));
+        self.started = self.started.max(s.index);
         let bar = self.multi.add(ProgressBar::new(run.steps_total.max(1)));
         bar.set_style(
             ProgressStyle::with_template("{prefix} {pos}/{len} [{bar:30}] eta {eta}{msg}")
@@ -244,28 +318,32 @@ impl Observer for Bars {
         ));
         bar.set_position(run.step);
         bar.reset_eta();
-        self.base = (self.queue.position(), run.step);
-        self.run = Some(bar);
+        self.running.insert(run.id, (bar, run.step, run.step));
+        self.update_queue();
     }
 
-    fn progress(&mut self, _run: &RunRecord, p: &Progress) {
-        if let Some(bar) = &self.run {
+    fn progress(&mut self, run: &RunRecord, p: &Progress) {
+        if let Some((bar, _, at)) = self.running.get_mut(&run.id) {
             bar.set_position(p.step);
             bar.set_message(describe(p));
+            *at = p.step;
         }
-        self.queue
-            .set_position(self.base.0 + p.step.saturating_sub(self.base.1));
+        self.update_queue();
     }
 
     fn run_finished(&mut self, run: &RunRecord, outcome: &Outcome) {
-        if let Some(bar) = self.run.take() {
-            bar.finish_and_clear();
-            self.multi.remove(&bar);
-        }
+        let from = match self.running.remove(&run.id) {
+            Some((bar, from, _)) => {
+                bar.finish_and_clear();
+                self.multi.remove(&bar);
+                from
+            }
+            None => run.step,
+        };
         let _ = self.multi.println(finished(run, outcome));
         // Count the run's whole remainder as done, whatever its outcome.
-        let rest = run.steps_total.saturating_sub(self.base.1);
-        self.queue.set_position(self.base.0 + rest);
+        self.done += run.steps_total.saturating_sub(from);
+        self.update_queue();
     }
 }
 

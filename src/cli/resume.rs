@@ -23,6 +23,15 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                 run.name()
             )));
         }
+        RunState::Submitted | RunState::Running(_) if run.slurm.is_some() => {
+            let task = run.slurm.as_ref().and_then(|s| s.id()).unwrap_or_default();
+            return Err(Error::Usage(format!(
+                "{} is {} on Slurm (task {task}); `xp cancel {}` first to train it here",
+                run.name(),
+                run.status(),
+                run.name()
+            )));
+        }
         RunState::Running(lease) => {
             if let Liveness::Alive = queue::liveness(lease, exec::host().as_deref()) {
                 return Err(Error::Usage(format!(
@@ -36,9 +45,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                 )));
             }
         }
-        RunState::Queued | RunState::Failed { .. } | RunState::Interrupted { .. } => {}
+        RunState::Queued
+        | RunState::Submitted
+        | RunState::Failed { .. }
+        | RunState::Cancelled { .. }
+        | RunState::Interrupted { .. } => {}
     }
-    let report = progress::execute(&mut store, Queue::Run(run.id), false, ctx)?;
+    let one = progress::Workers {
+        jobs: 1,
+        devices: &[],
+    };
+    let report = progress::execute(&mut store, Queue::Run(run.id), false, &one, ctx)?;
     let after = store.run_by_id(run.id)?;
     writeln!(
         Lossy(std::io::stdout()),

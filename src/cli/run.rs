@@ -8,7 +8,7 @@ use super::load::load_and_plan;
 use super::output::Lossy;
 use super::{Context, Result, exit, progress};
 use crate::exec::{self, Queue};
-use crate::manifest::layers;
+use crate::manifest::{ExecutorKind, layers};
 use crate::store::Status;
 use crate::sweep::{self, Plan};
 
@@ -29,6 +29,34 @@ pub struct Args {
     /// checkpoint).
     #[arg(long)]
     retry_failed: bool,
+    /// Train up to N runs at once, each by a worker process (sets executor.jobs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    jobs: Option<u32>,
+    /// GPUs to spread the workers over, e.g. 0,1 (sets executor.devices).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    devices: Option<Vec<u32>>,
+    /// Where runs execute: local (this machine) or slurm (submit job arrays and return; sets
+    /// executor.kind).
+    #[arg(long, value_name = "KIND", value_parser = ["local", "slurm"])]
+    executor: Option<String>,
+}
+
+impl Args {
+    /// `--set` and the flags that are shorthand for settings.
+    fn sets(&self) -> Vec<String> {
+        let mut sets = self.sets.clone();
+        if let Some(n) = self.jobs {
+            sets.push(format!("executor.jobs={n}"));
+        }
+        if let Some(devices) = &self.devices {
+            let list: Vec<String> = devices.iter().map(u32::to_string).collect();
+            sets.push(format!("executor.devices=[{}]", list.join(", ")));
+        }
+        if let Some(kind) = &self.executor {
+            sets.push(format!("executor.kind={kind}"));
+        }
+        sets
+    }
 }
 
 /// Per run, which layer gave each setting (swept settings say so).
@@ -55,7 +83,7 @@ fn origins(plan: &Plan) -> Vec<BTreeMap<String, String>> {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
-    let (loaded, _, plan) = load_and_plan(&args.manifest, &args.sets)?;
+    let (loaded, _, plan) = load_and_plan(&args.manifest, &args.sets())?;
     let mut store = ctx.open_store()?;
     let provenance = exec::provenance::detect(&loaded.base_dir());
     let enqueued = store.enqueue(&plan, &provenance, &origins(&plan))?;
@@ -103,10 +131,42 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         return Ok(exit::OK);
     }
     out.flush()?;
+    let executor = plan.executor();
+    if executor.kind == ExecutorKind::Slurm {
+        let arrays = exec::slurm::submit(&mut store, &plan.experiment.name, executor)?;
+        let runs: usize = arrays.iter().map(|a| a.runs.len()).sum();
+        for a in &arrays {
+            writeln!(
+                out,
+                "submitted Slurm job {} (array of {} task{}: {}), script {}",
+                a.job,
+                a.runs.len(),
+                if a.runs.len() == 1 { "" } else { "s" },
+                a.runs
+                    .iter()
+                    .map(|r| format!("run-{r}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                a.script.display()
+            )?;
+        }
+        writeln!(
+            out,
+            "experiment {}: {runs} run{} submitted to Slurm; `xp status` follows them",
+            plan.experiment.name,
+            if runs == 1 { "" } else { "s" }
+        )?;
+        return Ok(exit::OK);
+    }
+    let workers = progress::Workers {
+        jobs: executor.jobs,
+        devices: &executor.devices,
+    };
     let report = progress::execute(
         &mut store,
         Queue::Experiment(&plan.experiment.name),
         args.fail_fast,
+        &workers,
         ctx,
     )?;
     writeln!(

@@ -36,7 +36,7 @@ pub fn swept(run: &RunRecord) -> String {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
-    let store = ctx.open_existing_store()?;
+    let store = ctx.open_synced_store()?;
     let runs: Vec<Listed> = args
         .selection
         .query(&store, args.sort.as_deref(), args.limit)?;

@@ -41,7 +41,7 @@ struct Shown {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
-    let store = ctx.open_existing_store()?;
+    let store = ctx.open_synced_store()?;
     let run = store.run(&args.run)?;
     let process = match &run.state {
         RunState::Running(lease) => Some(match queue::liveness(lease, exec::host().as_deref()) {

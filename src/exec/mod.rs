@@ -2,7 +2,10 @@
 //! time, trains each, and records what happened. A failing run is recorded and the queue goes
 //! on. What the terminal shows is up to an [`Observer`].
 
+pub mod events;
+pub mod pool;
 pub mod provenance;
+pub mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,15 +19,26 @@ use crate::summary::Summary;
 use crate::train::{self, Control, Metric, Progress, Recorder, Saved};
 pub use provenance::host;
 
-/// Errors of this module: the store could not be read or written.
+/// Errors of this module.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The store could not be read or written.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// A worker process could not be started or watched.
+    #[error("{0}")]
+    Worker(String),
+    /// Slurm's commands failed, or the shared folder could not be written.
+    #[error("{0}")]
+    Slurm(String),
+    /// The executor's settings cannot work (exit 2).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// How one run ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Completed(Summary),
     Failed(String),
@@ -82,10 +96,19 @@ pub struct Options<'a> {
     pub fail_fast: bool,
     /// Set (by Ctrl-C) to end the current run at its next step boundary, with a checkpoint.
     pub stop: &'a AtomicBool,
+    /// The GPU this process trains on (a worker given one by `--devices`).
+    pub device: Option<u32>,
 }
 
-/// Runs a queue to its end: first recovers runs whose process died, so that they are resumed
-/// from their last checkpoint.
+/// Before a queue starts: marks runs whose process died as interrupted (so that they are
+/// resumed from their last checkpoint), then counts the runs and steps the queue will take.
+pub fn prepare(store: &Store, queue: &Queue<'_>) -> Result<(Vec<Recovered>, (usize, u64)), Error> {
+    let recovered = store.recover_stale(provenance::host().as_deref())?;
+    let pending = pending(store, queue)?;
+    Ok((recovered, pending))
+}
+
+/// Runs a queue to its end in this process, after [`prepare`].
 pub fn execute(
     store: &mut Store,
     queue: Queue<'_>,
@@ -96,8 +119,7 @@ pub fn execute(
     // Taken before anything trains, so that a full disk still leaves room to record how the
     // run it stopped ended.
     let mut reserve = Reserve::hold(store.path());
-    let recovered = store.recover_stale(me.host.as_deref())?;
-    let (runs, steps) = pending(store, &queue)?;
+    let (recovered, (runs, steps)) = prepare(store, &queue)?;
     observer.queue_started(runs, steps, &recovered);
     let mut report = Report {
         recovered: recovered.len(),
@@ -132,7 +154,7 @@ pub fn execute(
             Err(e) => return Err(e.into()),
         };
         index += 1;
-        let outcome = run_one(store, &run, &me, index, options.stop, observer)?;
+        let outcome = run_one(store, &run, &me, index, options, observer)?;
         let ending = match &outcome {
             Outcome::Completed(summary) => Ending::Completed(summary.clone()),
             Outcome::Failed(reason) => Ending::Failed {
@@ -218,13 +240,19 @@ struct StoreRecorder<'a> {
     me: &'a Claimant,
     index: usize,
     resumed_from: Option<u64>,
-    stop: &'a AtomicBool,
+    options: &'a Options<'a>,
     observer: &'a mut dyn Observer,
 }
 
 impl Recorder for StoreRecorder<'_> {
     fn started(&mut self, backend: &str, adapter: &str) -> Result<(), String> {
-        let executed = provenance::executed(self.me, backend, adapter, self.run.attempts);
+        let executed = provenance::executed(
+            self.me,
+            backend,
+            adapter,
+            self.run.attempts,
+            self.options.device,
+        );
         self.store
             .record_executed(self.run.id, self.me, &executed)
             .map_err(|e| format!("cannot record where the run executes: {e}"))?;
@@ -275,7 +303,7 @@ impl Recorder for StoreRecorder<'_> {
         if let Some(failure) = self.writer.failure() {
             return Control::Fail(failure.to_string());
         }
-        if self.stop.load(Ordering::SeqCst) {
+        if self.options.stop.load(Ordering::SeqCst) {
             return Control::Stop;
         }
         Control::Continue
@@ -323,7 +351,7 @@ fn run_one(
     run: &RunRecord,
     me: &Claimant,
     index: usize,
-    stop: &AtomicBool,
+    options: &Options<'_>,
     observer: &mut dyn Observer,
 ) -> Result<Outcome, Error> {
     let resume = resume_point(store, run, observer)?;
@@ -335,6 +363,7 @@ fn run_one(
         base_dir: base_dir(run),
         checkpoint_dir: store.checkpoint_dir(run.id),
         resume: resume.as_ref().map(|(dir, _)| dir.clone()),
+        device: options.device,
     };
     let mut recorder = StoreRecorder {
         store,
@@ -343,7 +372,7 @@ fn run_one(
         me,
         index,
         resumed_from: resume.map(|(_, step)| step),
-        stop,
+        options,
         observer,
     };
     // A panic inside the backend fails this run, not the queue.

@@ -46,8 +46,15 @@ pub fn detect(manifest_dir: &Path) -> Provenance {
     }
 }
 
-/// What executes attempt `attempt` of a run, here, on `backend` and `adapter`.
-pub fn executed(by: &Claimant, backend: &str, adapter: &str, attempt: i64) -> Executed {
+/// What executes attempt `attempt` of a run, here, on `backend` and `adapter` (GPU number
+/// `device` where the worker was given one).
+pub fn executed(
+    by: &Claimant,
+    backend: &str,
+    adapter: &str,
+    attempt: i64,
+    device: Option<u32>,
+) -> Executed {
     Executed {
         xp_version: env!("CARGO_PKG_VERSION").into(),
         burn_version: train::BURN_VERSION.into(),
@@ -58,5 +65,7 @@ pub fn executed(by: &Claimant, backend: &str, adapter: &str, attempt: i64) -> Ex
         backend: backend.into(),
         adapter: adapter.into(),
         attempt,
+        device,
+        slurm_task: None,
     }
 }

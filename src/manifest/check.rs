@@ -154,7 +154,7 @@ pub fn check_setting(key: &str, value: &Value) -> Result<Vec<Violation>, String>
     let path: Vec<&str> = key.split('.').collect();
     let settable = matches!(
         path.first(),
-        Some(&("experiment" | "model" | "data" | "train" | "hardware"))
+        Some(&("experiment" | "model" | "data" | "train" | "hardware" | "executor"))
     );
     if !settable || path.iter().any(|s| s.is_empty()) || schema_at(&path).is_none() {
         return Err(unknown_setting_help(&path));
@@ -164,7 +164,14 @@ pub fn check_setting(key: &str, value: &Value) -> Result<Vec<Violation>, String>
 
 fn unknown_setting_help(path: &[&str]) -> String {
     let mut prefix: Vec<&str> = Vec::new();
-    let sections = ["experiment", "model", "data", "train", "hardware"];
+    let sections = [
+        "experiment",
+        "model",
+        "data",
+        "train",
+        "hardware",
+        "executor",
+    ];
     for (i, segment) in path.iter().enumerate() {
         let candidates: Vec<String> = if i == 0 {
             sections.iter().map(|s| s.to_string()).collect()

@@ -22,6 +22,8 @@ pub struct HardwareProfile {
     pub grad_accum: u32,
     pub precision: Precision,
     pub loader_threads: u32,
+    /// Runs trained at once on this machine (`executor.jobs`).
+    pub jobs: u32,
 }
 
 impl HardwareProfile {
@@ -35,7 +37,8 @@ impl HardwareProfile {
                 "memory_budget_gb": self.memory_budget_gb,
                 "precision": self.precision,
                 "loader_threads": self.loader_threads,
-            }
+            },
+            "executor": { "jobs": self.jobs },
         })
     }
 }
@@ -114,6 +117,7 @@ struct Builtin {
     memory_gb: Option<f64>,
     batch_size: u32,
     loader_threads: u32,
+    jobs: u32,
 }
 
 const BUILTINS: &[Builtin] = &[
@@ -123,6 +127,7 @@ const BUILTINS: &[Builtin] = &[
         device_order: &[DeviceKind::Metal, DeviceKind::Cpu],
         memory_gb: Some(24.0),
         batch_size: 32,
+        jobs: 1,
         loader_threads: 2,
     },
     Builtin {
@@ -131,6 +136,7 @@ const BUILTINS: &[Builtin] = &[
         device_order: &[DeviceKind::Metal, DeviceKind::Cpu],
         memory_gb: Some(32.0),
         batch_size: 64,
+        jobs: 1,
         loader_threads: 2,
     },
     Builtin {
@@ -139,6 +145,7 @@ const BUILTINS: &[Builtin] = &[
         device_order: &[DeviceKind::Metal, DeviceKind::Cpu],
         memory_gb: Some(32.0),
         batch_size: 64,
+        jobs: 1,
         loader_threads: 2,
     },
     Builtin {
@@ -147,6 +154,7 @@ const BUILTINS: &[Builtin] = &[
         device_order: &[DeviceKind::Cpu],
         memory_gb: None,
         batch_size: 16,
+        jobs: 1,
         loader_threads: 1,
     },
     Builtin {
@@ -155,6 +163,7 @@ const BUILTINS: &[Builtin] = &[
         device_order: &[DeviceKind::Vulkan, DeviceKind::Cpu],
         memory_gb: Some(80.0),
         batch_size: 64,
+        jobs: 2,
         loader_threads: 4,
     },
 ];
@@ -177,6 +186,7 @@ fn builtin(name: &str, machine: &Machine) -> Option<HardwareProfile> {
         grad_accum: 1,
         precision: Precision::F32,
         loader_threads: b.loader_threads,
+        jobs: b.jobs,
     })
 }
 
@@ -273,6 +283,9 @@ fn apply(name: &str, def: &ProfileDef, machine: &Machine) -> Result<HardwareProf
     }
     if let Some(t) = def.loader_threads {
         p.loader_threads = t;
+    }
+    if let Some(j) = def.jobs {
+        p.jobs = j;
     }
     Ok(p)
 }

@@ -20,6 +20,7 @@ pub struct Manifest {
     pub data: DataConfig,
     pub train: TrainConfig,
     pub hardware: HardwareConfig,
+    pub executor: ExecutorConfig,
     /// Hardware profiles defined or overridden by this manifest, by name.
     pub profiles: BTreeMap<String, ProfileDef>,
     pub sweep: Sweep,
@@ -34,6 +35,7 @@ pub struct Config {
     pub data: DataConfig,
     pub train: TrainConfig,
     pub hardware: HardwareConfig,
+    pub executor: ExecutorConfig,
 }
 
 /// What the experiment is called and why it exists.
@@ -381,6 +383,83 @@ impl std::fmt::Display for Precision {
     }
 }
 
+/// Where and how a plan's runs execute: on this machine by one or several worker processes,
+/// or as Slurm job arrays. Not part of a run's content key: a run trained on a laptop and on a
+/// cluster is the same run.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// "local" (this machine) or "slurm" (job arrays; `xp run` submits and returns).
+    pub kind: ExecutorKind,
+    /// local: runs trained at once, each by a worker process of its own.
+    #[schemars(range(min = 1, max = 256))]
+    pub jobs: u32,
+    /// local: the GPUs (by index among this machine's GPUs) to spread workers over, several
+    /// workers per GPU when `jobs` is larger; empty: every GPU found.
+    pub devices: Vec<u32>,
+    /// slurm: a folder every node can read and write, for specs, scripts, logs, checkpoints
+    /// and journals.
+    #[schemars(length(min = 1))]
+    pub dir: Option<String>,
+    /// slurm: `--partition`.
+    #[schemars(length(min = 1))]
+    pub partition: Option<String>,
+    /// slurm: `--time`, e.g. "02:00:00" or "1-00:00:00".
+    #[schemars(length(min = 1))]
+    pub time: Option<String>,
+    /// slurm: `--cpus-per-task`.
+    #[schemars(range(min = 1))]
+    pub cpus_per_task: Option<u32>,
+    /// slurm: `--gpus-per-task`.
+    #[schemars(range(min = 1))]
+    pub gpus_per_task: Option<u32>,
+    /// slurm: `--mem`, e.g. "16G".
+    #[schemars(length(min = 1))]
+    pub mem: Option<String>,
+    /// slurm: at most this many tasks of an array at once (`--array=…%N`).
+    #[schemars(range(min = 1))]
+    pub max_parallel: Option<u32>,
+    /// slurm: `--signal`: the warning a task gets before its time limit (or preemption), on
+    /// which it checkpoints and requeues itself.
+    #[schemars(length(min = 1))]
+    pub signal: String,
+    /// slurm: more `sbatch` arguments, e.g. ["--account=abc123", "--qos=long"].
+    pub sbatch_args: Vec<String>,
+    /// slurm: shell lines each task runs before xp, e.g. ["module load vulkan"].
+    pub setup: Vec<String>,
+    /// slurm: the xp binary on the nodes (default: this binary's absolute path).
+    #[schemars(length(min = 1))]
+    pub xp: Option<String>,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            kind: ExecutorKind::Local,
+            jobs: 1,
+            devices: Vec::new(),
+            dir: None,
+            partition: None,
+            time: None,
+            cpus_per_task: None,
+            gpus_per_task: None,
+            mem: None,
+            max_parallel: None,
+            signal: "B:USR1@120".into(),
+            sbatch_args: Vec::new(),
+            setup: Vec::new(),
+            xp: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    Local,
+    Slurm,
+}
+
 /// A hardware profile defined in a manifest; unset fields come from `extends`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -403,6 +482,9 @@ pub struct ProfileDef {
     pub precision: Option<Precision>,
     #[schemars(range(min = 1, max = 256))]
     pub loader_threads: Option<u32>,
+    /// Runs trained at once on this machine (`executor.jobs`).
+    #[schemars(range(min = 1, max = 256))]
+    pub jobs: Option<u32>,
 }
 
 /// Sweep axes; keys are dotted paths into the manifest, e.g. "model.ffn.unit".
@@ -564,6 +646,20 @@ settings! {
     "hardware.memory_budget_gb" => hardware.memory_budget_gb;
     "hardware.precision" => hardware.precision;
     "hardware.loader_threads" => hardware.loader_threads;
+    "executor.kind" => executor.kind;
+    "executor.jobs" => executor.jobs;
+    "executor.devices" => executor.devices;
+    "executor.dir" => executor.dir;
+    "executor.partition" => executor.partition;
+    "executor.time" => executor.time;
+    "executor.cpus_per_task" => executor.cpus_per_task;
+    "executor.gpus_per_task" => executor.gpus_per_task;
+    "executor.mem" => executor.mem;
+    "executor.max_parallel" => executor.max_parallel;
+    "executor.signal" => executor.signal;
+    "executor.sbatch_args" => executor.sbatch_args;
+    "executor.setup" => executor.setup;
+    "executor.xp" => executor.xp;
 }
 
 #[cfg(test)]

@@ -19,6 +19,28 @@ pub struct Checkpoint {
     pub val_loss: Option<f64>,
 }
 
+/// Which checkpoints retention drops, given every kept one as (step, validation loss): all
+/// but the `keep_last` newest and, if asked, the one with the best validation loss.
+pub fn retention(
+    checkpoints: &[(i64, Option<f64>)],
+    keep_last: usize,
+    keep_best: bool,
+) -> Vec<i64> {
+    let best = checkpoints
+        .iter()
+        .filter_map(|(step, v)| v.map(|v| (*step, v)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(step, _)| step);
+    let mut newest_first: Vec<i64> = checkpoints.iter().map(|(s, _)| *s).collect();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    newest_first
+        .into_iter()
+        .enumerate()
+        .filter(|(i, step)| !(*i < keep_last.max(1) || (keep_best && Some(*step) == best)))
+        .map(|(_, step)| step)
+        .collect()
+}
+
 impl Store {
     /// `runs.db` → `runs.db-checkpoints`: the folder of this store's checkpoints, named after
     /// the database as SQLite names its own files beside it (`runs.db-wal`), so that two stores
@@ -94,21 +116,15 @@ impl Store {
         )?;
         let all: Vec<(i64, String, Option<f64>)> = {
             let mut stmt = tx.prepare(
-                "SELECT step, path, val_loss FROM checkpoints WHERE run_id = ?1 ORDER BY step DESC",
+                "SELECT step, path, val_loss FROM checkpoints WHERE run_id = ?1 ORDER BY step",
             )?;
             stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?
         };
-        let best = all
-            .iter()
-            .filter_map(|(step, _, v)| v.map(|v| (*step, v)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(step, _)| step);
+        let kept: Vec<(i64, Option<f64>)> = all.iter().map(|(s, _, v)| (*s, *v)).collect();
+        let drop = retention(&kept, keep_last, keep_best);
         let mut dropped = Vec::new();
-        for (i, (step, path, _)) in all.iter().enumerate() {
-            if i < keep_last.max(1) || (keep_best && Some(*step) == best) {
-                continue;
-            }
+        for (step, path, _) in all.iter().filter(|(s, _, _)| drop.contains(s)) {
             tx.execute(
                 "DELETE FROM checkpoints WHERE run_id = ?1 AND step = ?2",
                 params![id, step],
@@ -147,5 +163,28 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_keeps_the_newest_and_the_best() {
+        let all = [
+            (10, Some(2.0)),
+            (20, Some(1.5)),
+            (30, Some(1.7)),
+            (40, None),
+        ];
+        assert_eq!(retention(&all, 2, true), [10]);
+        assert_eq!(retention(&all, 2, false), [20, 10]);
+        assert_eq!(retention(&all, 1, true), [30, 10]);
+        assert_eq!(
+            retention(&all, 0, false),
+            [30, 20, 10],
+            "at least one is kept"
+        );
     }
 }

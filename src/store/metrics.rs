@@ -158,6 +158,9 @@ fn write_loop(
     let mut names: HashMap<String, i64> = HashMap::new();
     let mut written = 0;
     let mut last_beat = Instant::now();
+    // The furthest step reported so far: what a failure is reported at, even when the
+    // batch that failed was only a heartbeat.
+    let mut reached = 0;
     loop {
         let wait = HEARTBEAT_EVERY.saturating_sub(last_beat.elapsed());
         let first = match rx.recv_timeout(wait) {
@@ -173,7 +176,12 @@ fn write_loop(
                 Message::Progress(s) => step = step.max(Some(s)),
             }
         }
-        let at = rows.iter().map(|r| r.step).chain(step).max().unwrap_or(0);
+        reached = rows
+            .iter()
+            .map(|r| r.step)
+            .chain(step)
+            .fold(reached, u64::max);
+        let at = reached;
         let fail = |e: rusqlite::Error| WriteFailure::Write {
             cause: describe(&e),
             step: at,
@@ -200,7 +208,7 @@ fn write_loop(
 /// Rows per multi-row INSERT: one statement per 128 rows costs a fraction of 128 statements.
 const ROWS_PER_INSERT: usize = 128;
 
-fn write_rows(
+pub(super) fn write_rows(
     t: &rusqlite::Transaction<'_>,
     run: i64,
     rows: &[MetricRow],

@@ -109,6 +109,62 @@ pub const MIGRATIONS: &[Migration] = &[
     // 3: checkpoint paths relative to the store's folder, so that a store and its checkpoints
     // move together and resume works from any working directory.
     Migration::Code(relative_checkpoint_paths),
+    // 4: runs that execute elsewhere: submitted to Slurm (job and task, its last state seen)
+    // and cancelled. SQLite cannot change a CHECK constraint in place, so the table is rebuilt
+    // (foreign keys are off while migrations run); and how far each worker journal is merged.
+    Migration::Sql(
+        r#"
+    CREATE TABLE runs_new (
+        id              INTEGER PRIMARY KEY,
+        experiment_id   INTEGER NOT NULL REFERENCES experiments(id),
+        key             TEXT NOT NULL UNIQUE,
+        plan_index      INTEGER NOT NULL,
+        manifest_path   TEXT NOT NULL,
+        manifest_digest TEXT NOT NULL,
+        spec            TEXT NOT NULL,
+        provenance      TEXT NOT NULL DEFAULT '{}',
+        status          TEXT NOT NULL CHECK (status IN
+                            ('queued', 'submitted', 'running', 'completed', 'failed', 'cancelled',
+                             'interrupted')),
+        steps_total     INTEGER NOT NULL,
+        step            INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        started_at      TEXT,
+        finished_at     TEXT,
+        heartbeat_at    TEXT,
+        host            TEXT,
+        pid             INTEGER,
+        git_commit      TEXT,
+        git_dirty       INTEGER,
+        backend         TEXT,
+        adapter         TEXT,
+        error           TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        claimed_at      TEXT,
+        executor        TEXT NOT NULL DEFAULT 'local' CHECK (executor IN ('local', 'slurm')),
+        executor_dir    TEXT,
+        slurm_job       TEXT,
+        slurm_task      INTEGER,
+        slurm_state     TEXT
+    );
+    INSERT INTO runs_new (id, experiment_id, key, plan_index, manifest_path, manifest_digest,
+        spec, provenance, status, steps_total, step, created_at, started_at, finished_at,
+        heartbeat_at, host, pid, git_commit, git_dirty, backend, adapter, error, attempts,
+        claimed_at)
+    SELECT id, experiment_id, key, plan_index, manifest_path, manifest_digest, spec, provenance,
+        status, steps_total, step, created_at, started_at, finished_at, heartbeat_at, host, pid,
+        git_commit, git_dirty, backend, adapter, error, attempts, claimed_at FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_new RENAME TO runs;
+    CREATE INDEX runs_by_status ON runs(status, id);
+    CREATE INDEX runs_by_experiment ON runs(experiment_id, plan_index);
+
+    CREATE TABLE journal_offsets (
+        path   TEXT PRIMARY KEY,
+        offset INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// Earlier stores recorded checkpoints as `<store folder>/checkpoints/run-N/step-S`, spelled

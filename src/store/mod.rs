@@ -2,12 +2,15 @@
 //!
 //! This file opens and migrates a store; the run lifecycle is in [`queue`], typed reads of runs
 //! in [`runs`], metrics (the writer thread and reads) in [`metrics`], checkpoint records and
-//! retention in [`checkpoints`], space for the last write on a full disk in [`reserve`], and
-//! `--where` compilation in [`query`].
+//! retention in [`checkpoints`], space for the last write on a full disk in [`reserve`],
+//! merging the journals of workers that cannot reach the store in [`journal`], and `--where`
+//! compilation in [`query`].
 
 pub mod checkpoints;
+pub mod journal;
 pub mod metrics;
 pub mod migrations;
+pub mod netfs;
 pub mod query;
 pub mod queue;
 pub mod reserve;
@@ -21,7 +24,7 @@ pub use checkpoints::Checkpoint;
 pub use metrics::{MetricRow, MetricWriter};
 pub use queue::{Claimant, Ending, Lease, Liveness, RunState, Status};
 pub use reserve::Reserve;
-pub use runs::{Enqueued, ExperimentCounts, Listed, Provenance, RunFilter, RunRecord};
+pub use runs::{Enqueued, ExperimentCounts, Listed, Provenance, RunFilter, RunRecord, SlurmTask};
 
 /// Marks a SQLite file as xp's (`PRAGMA application_id`): ASCII "xpdb".
 const APPLICATION_ID: i64 = 0x7870_6462;
@@ -58,6 +61,12 @@ pub enum Error {
         found: i64,
         known: i64,
     },
+    #[error(
+        "{path} is on {fs}, a network filesystem: SQLite's write-ahead log and locks do not \
+         work there, so runs.db must be on a local disk (keep the store local and point \
+         `executor.dir` at the shared folder)"
+    )]
+    NetworkFilesystem { path: PathBuf, fs: &'static str },
     #[error("no run `{0}` in the store (runs are named run-N; `xp runs` lists them)")]
     NoRun(String),
     #[error("run-{run}: its stored spec cannot be read ({message}); it was written by another xp")]
@@ -80,6 +89,7 @@ impl Error {
             | Error::Foreign { .. }
             | Error::NotADatabase { .. }
             | Error::BadVersion { .. }
+            | Error::NetworkFilesystem { .. }
             | Error::NoRun(_) => true,
             // The path names a folder, or a file this user cannot open.
             Error::Open { source, .. } => {
@@ -111,6 +121,7 @@ pub(crate) fn now() -> String {
 impl Store {
     /// Opens (creating it if needed) the store at `path`, migrating it to this xp's schema.
     pub fn open(path: &Path) -> Result<Store> {
+        Self::refuse_network(path)?;
         let conn = Connection::open(path).map_err(|source| Error::Open {
             path: path.into(),
             source,
@@ -123,6 +134,7 @@ impl Store {
         if !path.exists() {
             return Err(Error::Missing { path: path.into() });
         }
+        Self::refuse_network(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
@@ -131,6 +143,18 @@ impl Store {
             source,
         })?;
         Self::prepare(conn, path, false)
+    }
+
+    /// Refuses a store whose folder is on a network filesystem, before SQLite touches it.
+    fn refuse_network(path: &Path) -> Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        match netfs::network_filesystem(dir) {
+            Some(fs) => Err(Error::NetworkFilesystem {
+                path: path.into(),
+                fs,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn prepare(conn: Connection, path: &Path, create: bool) -> Result<Store> {
@@ -169,14 +193,16 @@ impl Store {
             conn.pragma_update(None, "journal_mode", "WAL")?;
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = Store {
             conn,
             path: path.into(),
         };
         if version < migrations::LATEST || (create && tables == 0) {
+            // Off while tables are rebuilt (it cannot change inside a transaction).
+            store.conn.pragma_update(None, "foreign_keys", "OFF")?;
             store.migrate(version)?;
         }
+        store.conn.pragma_update(None, "foreign_keys", "ON")?;
         Ok(store)
     }
 
@@ -196,6 +222,17 @@ impl Store {
                 migrations::Migration::Code(f) => f(&tx)?,
             }
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        // A rebuilt table must still satisfy every reference to it.
+        let broken: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if broken > 0 {
+            return Err(Error::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(format!("migration left {broken} broken references")),
+            )));
         }
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.commit()?;

@@ -2,10 +2,13 @@
 //!
 //! ```text
 //! queued ──claim──▶ running ──finish──▶ completed | failed | interrupted
-//!   ▲                 │  ▲                              │         │
-//!   │                 │  └──────────── claim ───────────┴─────────┘ (resume, retry)
-//!   │                 └──recover (its process died)──▶ interrupted
-//!   └──────── requeue failed ◀── failed
+//!   │ ▲               │  ▲                              │         │
+//!   │ │               │  └──────────── claim ───────────┴─────────┘ (resume, retry)
+//!   │ │               └──recover (its process died)──▶ interrupted
+//!   │ └──── requeue failed ◀── failed
+//!   └──submit──▶ submitted ──(journal: started)──▶ running (on Slurm; finished by the journal,
+//!                    │                              or failed when it leaves Slurm's queue)
+//!   any unfinished ──cancel──▶ cancelled
 //! ```
 //!
 //! Each transition is one SQL statement (or one transaction) whose `WHERE` names the state it
@@ -28,30 +31,42 @@ pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Queued,
+    /// Handed to Slurm, waiting to start.
+    Submitted,
     Running,
     Completed,
     Failed,
+    Cancelled,
     Interrupted,
 }
 
 impl Status {
     /// Every state, in the order reports list them.
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 7] = [
         Status::Queued,
+        Status::Submitted,
         Status::Running,
         Status::Completed,
         Status::Failed,
+        Status::Cancelled,
         Status::Interrupted,
     ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Status::Queued => "queued",
+            Status::Submitted => "submitted",
             Status::Running => "running",
             Status::Completed => "completed",
             Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
             Status::Interrupted => "interrupted",
         }
+    }
+
+    /// Whether the run has ended for good (until it is retried or resumed).
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
     }
 
     pub fn parse(name: &str) -> Option<Status> {
@@ -90,9 +105,11 @@ pub struct Lease {
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum RunState {
     Queued,
+    Submitted,
     Running(Lease),
     Completed,
     Failed { reason: String },
+    Cancelled { reason: String },
     Interrupted { reason: String },
 }
 
@@ -100,17 +117,21 @@ impl RunState {
     pub fn status(&self) -> Status {
         match self {
             RunState::Queued => Status::Queued,
+            RunState::Submitted => Status::Submitted,
             RunState::Running(_) => Status::Running,
             RunState::Completed => Status::Completed,
             RunState::Failed { .. } => Status::Failed,
+            RunState::Cancelled { .. } => Status::Cancelled,
             RunState::Interrupted { .. } => Status::Interrupted,
         }
     }
 
-    /// Why a run failed or was interrupted.
+    /// Why a run failed, was cancelled or was interrupted.
     pub fn reason(&self) -> Option<&str> {
         match self {
-            RunState::Failed { reason } | RunState::Interrupted { reason } => Some(reason),
+            RunState::Failed { reason }
+            | RunState::Cancelled { reason }
+            | RunState::Interrupted { reason } => Some(reason),
             _ => None,
         }
     }
@@ -131,9 +152,11 @@ impl RunState {
         let reason = || error.clone().unwrap_or_else(|| "no reason recorded".into());
         Ok(match Status::parse(status) {
             Some(Status::Queued) => RunState::Queued,
+            Some(Status::Submitted) => RunState::Submitted,
             Some(Status::Running) => RunState::Running(lease),
             Some(Status::Completed) => RunState::Completed,
             Some(Status::Failed) => RunState::Failed { reason: reason() },
+            Some(Status::Cancelled) => RunState::Cancelled { reason: reason() },
             Some(Status::Interrupted) => RunState::Interrupted { reason: reason() },
             None => return Err(format!("unknown run state `{status}`")),
         })
@@ -238,8 +261,9 @@ pub(super) fn beat(
     Ok(n == 1)
 }
 
-/// The SQL condition "run `r` can be taken by a queue": queued, or interrupted (to resume).
-pub(super) const CLAIMABLE: &str = "r.status IN ('queued', 'interrupted')";
+/// The SQL condition "run `r` can be taken by a local queue": queued, or interrupted (to
+/// resume), and not handed to Slurm.
+pub(super) const CLAIMABLE: &str = "r.status IN ('queued', 'interrupted') AND r.executor = 'local'";
 
 impl Store {
     /// Atomically takes the next queued (or interrupted) run of an experiment, in plan order,
@@ -275,7 +299,7 @@ impl Store {
         let claimable: bool = tx
             .query_row(
                 "SELECT count(*) FROM runs
-                 WHERE id = ?1 AND status IN ('queued', 'interrupted', 'failed')",
+                 WHERE id = ?1 AND status IN ('queued', 'interrupted', 'failed', 'cancelled')",
                 [id],
                 |r| r.get(0),
             )
@@ -342,7 +366,7 @@ impl Store {
         let running: Vec<(i64, i64, Lease)> = {
             let mut stmt = self.conn.prepare(
                 "SELECT id, step, pid, host, claimed_at, heartbeat_at FROM runs
-                 WHERE status = 'running' ORDER BY id",
+                 WHERE status = 'running' AND executor = 'local' ORDER BY id",
             )?;
             stmt.query_map([], |r| {
                 Ok((
@@ -386,23 +410,165 @@ impl Store {
         )?)
     }
 
-    /// Puts an experiment's failed runs back in the queue; returns how many.
+    /// Puts an experiment's failed runs back in the queue (wherever they ran; the next
+    /// executor takes them from there); returns how many.
     pub fn requeue_failed(&self, experiment: &str) -> Result<usize> {
         Ok(self.conn.execute(
-            "UPDATE runs SET status = 'queued', finished_at = NULL
+            "UPDATE runs SET status = 'queued', finished_at = NULL, executor = 'local',
+                 slurm_job = NULL, slurm_task = NULL, slurm_state = NULL
              WHERE status = 'failed' AND id IN (SELECT er.run_id FROM experiment_runs er
                  JOIN experiments e ON e.id = er.experiment_id WHERE e.name = ?1)",
             [experiment],
         )?)
     }
+
+    /// queued → submitted: the run is task `task` of Slurm job `job`, with its files in
+    /// `dir`. False when it was no longer queued.
+    pub fn submit(&self, run: i64, dir: &str, job: &str, task: i64) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE runs SET status = 'submitted', executor = 'slurm', executor_dir = ?2,
+                 slurm_job = ?3, slurm_task = ?4, slurm_state = 'PENDING', error = NULL
+             WHERE id = ?1 AND status = 'queued'",
+            params![run, dir, job, task],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Any unfinished run → cancelled, except one a local process is training (that process
+    /// records how it ends). False when the run was in neither kind of state.
+    pub fn cancel(&self, run: i64, reason: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE runs SET status = 'cancelled', error = ?2, finished_at = ?3
+             WHERE id = ?1 AND (status IN ('queued', 'submitted', 'interrupted')
+                 OR (status = 'running' AND executor = 'slurm'))",
+            params![run, reason, now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// The runs Slurm holds or may still start, by id.
+    pub fn on_slurm(&self) -> Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT id FROM runs WHERE {ON_SLURM} ORDER BY id"))?;
+        let ids = stmt.query_map([], |r| r.get(0))?;
+        Ok(ids.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A run whose Slurm task left Slurm's queue without recording how it ended → failed
+    /// with `reason`. False when it has ended meanwhile.
+    pub fn mark_vanished(&mut self, run: i64, reason: &str) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let changed = vanished(&tx, run, reason)?;
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    /// Records the state Slurm last reported for a run's task.
+    pub fn set_slurm_state(&self, run: i64, state: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET slurm_state = ?2 WHERE id = ?1",
+            params![run, state],
+        )?;
+        Ok(())
+    }
+}
+
+/// The runs that Slurm holds or may still start: submitted, running there, or interrupted
+/// there (a task requeued after its time-limit signal starts again).
+pub(super) const ON_SLURM: &str =
+    "executor = 'slurm' AND status IN ('submitted', 'running', 'interrupted')";
+
+/// A Slurm attempt started (from its journal): → running, on `host` as `pid`. Ignored for a
+/// run that ended meanwhile (cancelled, say).
+pub(super) fn journal_started(
+    tx: &Transaction<'_>,
+    run: i64,
+    attempt: i64,
+    host: &str,
+    pid: i64,
+    at: &str,
+) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?5),
+             heartbeat_at = ?5, claimed_at = ?5, attempts = max(attempts, ?2), pid = ?4,
+             host = ?3, error = NULL, finished_at = NULL, slurm_state = 'RUNNING'
+         WHERE id = ?1 AND executor = 'slurm' AND status IN ('submitted', 'running', 'interrupted')",
+        params![run, attempt, host, pid, at],
+    )?;
+    Ok(n == 1)
+}
+
+/// Progress of a running Slurm attempt (from its journal).
+pub(super) fn journal_progress(
+    tx: &Transaction<'_>,
+    run: i64,
+    step: u64,
+    at: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE runs SET step = ?2, heartbeat_at = ?3
+         WHERE id = ?1 AND executor = 'slurm' AND status = 'running'",
+        params![run, step as i64, at],
+    )?;
+    Ok(())
+}
+
+/// How a Slurm attempt ended (from its journal); the summary of a completed one is written
+/// by the caller.
+pub(super) fn journal_finished(
+    tx: &Transaction<'_>,
+    run: i64,
+    ending: &Ending,
+    at: &str,
+) -> rusqlite::Result<bool> {
+    let held = "WHERE id = ?1 AND executor = 'slurm' AND status IN ('running', 'submitted')";
+    let n = match ending {
+        Ending::Completed(_) => tx.execute(
+            &format!(
+                "UPDATE runs SET status = 'completed', error = NULL, step = steps_total,
+                     finished_at = ?2, heartbeat_at = ?2 {held}"
+            ),
+            params![run, at],
+        )?,
+        Ending::Failed { reason } => tx.execute(
+            &format!(
+                "UPDATE runs SET status = 'failed', error = ?3, finished_at = ?2,
+                     heartbeat_at = ?2 {held}"
+            ),
+            params![run, at, reason],
+        )?,
+        Ending::Interrupted { step, reason } => tx.execute(
+            &format!(
+                "UPDATE runs SET status = 'interrupted', error = ?3, step = ?4,
+                     finished_at = ?2, heartbeat_at = ?2 {held}"
+            ),
+            params![run, at, reason, *step as i64],
+        )?,
+    };
+    Ok(n == 1)
+}
+
+/// A Slurm task that left Slurm's queue without recording how it ended → failed.
+pub(super) fn vanished(tx: &Transaction<'_>, run: i64, reason: &str) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        &format!(
+            "UPDATE runs SET status = 'failed', error = ?2, finished_at = ?3, slurm_state = NULL
+             WHERE id = ?1 AND {ON_SLURM}"
+        ),
+        params![run, reason, now()],
+    )?;
+    Ok(n == 1)
 }
 
 fn mark_claimed(tx: &Transaction<'_>, id: i64, by: &Claimant) -> Result<()> {
     let stamp = now();
+    // A run taken here trains here, whatever executor had it before.
     tx.execute(
         "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?2),
              heartbeat_at = ?2, claimed_at = ?2, attempts = attempts + 1, pid = ?3, host = ?4,
-             error = NULL, finished_at = NULL
+             error = NULL, finished_at = NULL, executor = 'local', slurm_job = NULL,
+             slurm_task = NULL, slurm_state = NULL
          WHERE id = ?1",
         params![id, stamp, by.pid as i64, by.host],
     )?;

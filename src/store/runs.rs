@@ -40,6 +40,10 @@ pub struct Executed {
     pub backend: String,
     pub adapter: String,
     pub attempt: i64,
+    /// The GPU number the worker was given (`--devices`), where it was given one.
+    pub device: Option<u32>,
+    /// The Slurm array task (`123_4`) the attempt ran as.
+    pub slurm_task: Option<String>,
 }
 
 /// What enqueueing did with one planned run.
@@ -49,6 +53,23 @@ pub struct Enqueued {
     pub run_id: i64,
     /// `None` for a new run, else the state of the run with the same key that was there.
     pub existing: Option<Status>,
+}
+
+/// Where a run was handed to Slurm: its files' folder, its array job and task, and the
+/// state Slurm last reported for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlurmTask {
+    pub dir: String,
+    pub job: Option<String>,
+    pub task: Option<i64>,
+    pub state: Option<String>,
+}
+
+impl SlurmTask {
+    /// `123_4`, as Slurm's commands name an array task.
+    pub fn id(&self) -> Option<String> {
+        Some(format!("{}_{}", self.job.as_ref()?, self.task?))
+    }
 }
 
 /// A run as stored.
@@ -73,6 +94,8 @@ pub struct RunRecord {
     pub adapter: Option<String>,
     /// How many times the run was started (claimed); more than one means it was resumed.
     pub attempts: i64,
+    /// Set for a run handed to Slurm.
+    pub slurm: Option<SlurmTask>,
 }
 
 impl RunRecord {
@@ -83,6 +106,16 @@ impl RunRecord {
     pub fn status(&self) -> Status {
         self.state.status()
     }
+}
+
+/// Where a run stands in time, for estimates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunTime {
+    pub status: Status,
+    pub step: u64,
+    pub steps_total: u64,
+    /// Its wall time, once it has a summary.
+    pub wall_s: Option<f64>,
 }
 
 /// Filters for listing runs.
@@ -119,8 +152,8 @@ pub fn parse_run_ref(text: &str) -> Option<i64> {
 const RUN_COLUMNS: &str = "r.id, e.name, r.key, r.plan_index, r.status, r.step, r.steps_total,
     r.manifest_path, r.manifest_digest, r.spec, r.provenance, r.created_at, r.started_at,
     r.finished_at, r.host, r.pid, r.backend, r.adapter, r.error, r.attempts, r.heartbeat_at,
-    r.claimed_at";
-const RUN_COLUMN_COUNT: usize = 22;
+    r.claimed_at, r.executor, r.executor_dir, r.slurm_job, r.slurm_task, r.slurm_state";
+const RUN_COLUMN_COUNT: usize = 27;
 const FROM_RUNS: &str = "FROM runs r JOIN experiments e ON e.id = r.experiment_id";
 
 /// A row of [`RUN_COLUMNS`] as a record. A spec or provenance this xp cannot read is an
@@ -168,6 +201,18 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<RunReco
         backend: r.get(16)?,
         adapter: r.get(17)?,
         attempts: r.get(19)?,
+        slurm: match (
+            r.get::<_, String>(22)?.as_str(),
+            r.get::<_, Option<String>>(23)?,
+        ) {
+            ("slurm", Some(dir)) => Some(SlurmTask {
+                dir,
+                job: r.get(24)?,
+                task: r.get(25)?,
+                state: r.get(26)?,
+            }),
+            _ => None,
+        },
     }))
 }
 
@@ -421,6 +466,39 @@ impl Store {
             ],
         )?;
         Ok(())
+    }
+
+    /// What an experiment's remaining-time estimate needs: each run's state, step, total
+    /// steps and, for a finished one, its wall time.
+    pub fn run_times(&self, experiment: &str) -> Result<Vec<RunTime>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT r.status, r.step, r.steps_total, s.wall_s FROM runs r
+             JOIN experiment_runs er ON er.run_id = r.id
+             JOIN experiments e ON e.id = er.experiment_id
+             LEFT JOIN summaries s ON s.run_id = r.id
+             WHERE e.name = ?1",
+        )?;
+        let rows = stmt.query_map([experiment], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<f64>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (status, step, total, wall) = row?;
+            if let Some(status) = Status::parse(&status) {
+                out.push(RunTime {
+                    status,
+                    step: step.max(0) as u64,
+                    steps_total: total.max(0) as u64,
+                    wall_s: wall,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// A run's summary, if it has one.

@@ -140,6 +140,16 @@ impl Planner<'_> {
                     );
                     continue;
                 }
+                if key == "executor" || key.starts_with("executor.") {
+                    self.problem(
+                        key_origin,
+                        key,
+                        format!("sweep axis `{key}` sets where runs execute, not what they are"),
+                        "not sweepable".into(),
+                        Some("set it in [executor], or with --set or --jobs/--executor".into()),
+                    );
+                    continue;
+                }
                 if let Some(previous) = seen.iter().find_map(|(k, s)| {
                     (k == key
                         || key.starts_with(&format!("{k}."))

@@ -63,6 +63,18 @@ pub(super) fn check_config(config: &Config) -> Vec<Diagnostic> {
             .label("must be ≤ train.steps"),
         );
     }
+    let e = &config.executor;
+    if e.kind == crate::manifest::ExecutorKind::Slurm && e.dir.is_none() {
+        out.push(
+            Diagnostic::at(
+                None,
+                "executor.kind",
+                "`executor.kind` = \"slurm\" needs `executor.dir`",
+            )
+            .label("no shared folder")
+            .help("a folder every node can read and write, e.g. dir = \"/scratch/me/xp\""),
+        );
+    }
     if config.data.source.is_some() && config.data.path.is_some() {
         out.push(
             Diagnostic::at(

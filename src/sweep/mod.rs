@@ -184,6 +184,13 @@ pub fn plan(
     p.resolve(points, filter)
 }
 
+impl Plan {
+    /// How the plan's runs execute: the same for every run, since no sweep may vary it.
+    pub fn executor(&self) -> &crate::manifest::ExecutorConfig {
+        &self.runs[0].config.executor
+    }
+}
+
 /// A value as shown in plan tables.
 pub fn short(value: &Value) -> String {
     match value {

@@ -64,6 +64,17 @@ fn adapters(backends: wgpu::Backends) -> Vec<Adapter> {
         .collect()
 }
 
+/// How many hardware GPUs wgpu finds here through Vulkan (or Metal on a Mac): what workers
+/// are spread over when no device list is given.
+pub fn gpu_count() -> usize {
+    let backends = if cfg!(target_os = "macos") {
+        wgpu::Backends::METAL
+    } else {
+        wgpu::Backends::VULKAN
+    };
+    adapters(backends).iter().filter(|a| !a.software).count()
+}
+
 /// The names of the Vulkan adapters wgpu finds here (software ones included); empty where
 /// there is no Vulkan driver.
 pub fn vulkan_adapters() -> Vec<String> {
@@ -86,6 +97,7 @@ fn wgpu_device(
     api: WgpuBackend,
     backends: wgpu::Backends,
     allow_software: bool,
+    index: Option<u32>,
 ) -> Result<Selected, String> {
     let label = if api == WgpuBackend::Metal {
         "metal"
@@ -100,11 +112,32 @@ fn wgpu_device(
         format!("wgpu/{label}")
     };
     let found = adapters(backends);
+    // A worker given GPU number `index` takes that one of the hardware GPUs (software ones
+    // too, where they are all there is and they are allowed).
+    let hardware: Vec<&Adapter> = found.iter().filter(|a| !a.software).collect();
+    let candidates: Vec<&Adapter> = if hardware.is_empty() && allow_software {
+        found.iter().collect()
+    } else {
+        hardware
+    };
+    if let Some(i) = index
+        && !candidates.is_empty()
+        && i as usize >= candidates.len()
+    {
+        return Err(format!(
+            "no {label} GPU number {i}: this machine has {} ({})",
+            candidates.len(),
+            candidates
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     // A software rasteriser (lavapipe) is a GPU only in name: `auto` prefers the CPU backend.
-    let adapter = found
-        .iter()
-        .find(|a| !a.software)
-        .or_else(|| if allow_software { found.first() } else { None })
+    let adapter = candidates
+        .get(index.unwrap_or(0) as usize)
+        .copied()
         .ok_or_else(|| {
             if found.is_empty() {
                 format!("no {label} adapter found")
@@ -161,12 +194,14 @@ fn cpu() -> Selected {
     }
 }
 
-fn try_kind(kind: DeviceKind, explicit: bool) -> Result<Selected, String> {
+fn try_kind(kind: DeviceKind, explicit: bool, index: Option<u32>) -> Result<Selected, String> {
     match kind {
         DeviceKind::Cpu => Ok(cpu()),
-        DeviceKind::Vulkan => wgpu_device(WgpuBackend::Vulkan, wgpu::Backends::VULKAN, explicit),
+        DeviceKind::Vulkan => {
+            wgpu_device(WgpuBackend::Vulkan, wgpu::Backends::VULKAN, explicit, index)
+        }
         DeviceKind::Metal if cfg!(target_os = "macos") => {
-            wgpu_device(WgpuBackend::Metal, wgpu::Backends::METAL, explicit)
+            wgpu_device(WgpuBackend::Metal, wgpu::Backends::METAL, explicit, index)
         }
         DeviceKind::Metal => Err("Metal exists only on macOS".into()),
         // Only a run stored by an older xp can ask for it: manifests cannot.
@@ -176,8 +211,9 @@ fn try_kind(kind: DeviceKind, explicit: bool) -> Result<Selected, String> {
     }
 }
 
-/// The device for a run: the one named, or the first that works in the profile's order.
-pub fn select(hardware: &HardwareConfig) -> Result<Selected, NoDevice> {
+/// The device for a run: the one named, or the first that works in the profile's order; GPU
+/// number `index` of its kind when a worker was given one (the CPU has no numbers).
+pub fn select(hardware: &HardwareConfig, index: Option<u32>) -> Result<Selected, NoDevice> {
     let explicit = match hardware.device {
         DeviceChoice::Auto => None,
         DeviceChoice::Cpu => Some(DeviceKind::Cpu),
@@ -186,11 +222,11 @@ pub fn select(hardware: &HardwareConfig) -> Result<Selected, NoDevice> {
         DeviceChoice::Cuda => Some(DeviceKind::Cuda),
     };
     if let Some(kind) = explicit {
-        return try_kind(kind, true).map_err(NoDevice);
+        return try_kind(kind, true, index).map_err(NoDevice);
     }
     let mut tried = Vec::new();
     for &kind in &hardware.device_order {
-        match try_kind(kind, false) {
+        match try_kind(kind, false, index) {
             Ok(selected) => return Ok(selected),
             Err(why) => {
                 tracing::info!("device {kind:?} skipped: {why}");

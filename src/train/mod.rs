@@ -71,7 +71,7 @@ pub struct Saved {
 }
 
 /// Where a run is, for progress displays.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     pub step: u64,
     pub steps: u64,
@@ -119,6 +119,9 @@ pub struct Job<'a> {
     pub checkpoint_dir: PathBuf,
     /// A checkpoint to continue from.
     pub resume: Option<PathBuf>,
+    /// The GPU (by index among this machine's GPUs of the chosen kind) this run gets, where a
+    /// worker was given one.
+    pub device: Option<u32>,
 }
 
 /// Trains one run to the end (or until stopped), reporting through `recorder`.

@@ -29,7 +29,7 @@ pub fn sample(
     configure_cubecl();
     let state = checkpoint::load_state(checkpoint_dir)?;
     let tokenizer = state.1;
-    let selected = device::select(&config.hardware)?;
+    let selected = device::select(&config.hardware, None)?;
     let device = selected.device;
     let model = checkpoint::load_model(
         checkpoint_dir,

@@ -115,7 +115,7 @@ impl<'j, 'r> Trainer<'j, 'r> {
         let t = &config.train;
         let block = config.model.block_size as usize;
         let corpus = data::corpus(&job.base_dir, &config.data, block)?;
-        let selected = device::select(&config.hardware)?;
+        let selected = device::select(&config.hardware, job.device)?;
         recorder
             .started(&selected.backend, &selected.adapter)
             .map_err(Error::Recording)?;

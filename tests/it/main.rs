@@ -2,6 +2,7 @@
 //! module runs the real `xp` binary, or the library, against temporary folders.
 
 mod common;
+mod executors;
 mod faults;
 mod fuzz_manifests;
 mod manifests;

@@ -318,6 +318,7 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_losses_exactly() {
         base_dir: dir.path().to_path_buf(),
         checkpoint_dir: dir.path().join(name),
         resume,
+        device: None,
     };
 
     let mut whole = Collect {

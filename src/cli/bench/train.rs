@@ -161,6 +161,7 @@ pub fn run(a: Args) -> Result<u8> {
         base_dir: PathBuf::from("."),
         checkpoint_dir: scratch.clone(),
         resume: None,
+        device: None,
     };
     let mut timings = Timings::default();
     let started = Instant::now();

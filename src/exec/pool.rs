@@ -1,0 +1,254 @@
+//! Several workers on one machine: `xp run --jobs N` starts N `xp worker` processes that take
+//! runs from the store's queue (a claim is a write transaction, so a run goes to exactly one),
+//! spreads them over the machine's GPUs, relays what they report to one observer, and passes
+//! Ctrl-C on to them.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use super::events::Event;
+use super::{Error, Observer, Outcome, Report, Started};
+use crate::store::queue::Recovered;
+use crate::store::{RunRecord, Store};
+
+/// How a pool runs.
+pub struct Pool<'a> {
+    /// The store the workers open (as this process names it).
+    pub db: &'a Path,
+    pub experiment: &'a str,
+    pub jobs: u32,
+    /// The GPUs to spread workers over; empty: every GPU found.
+    pub devices: &'a [u32],
+    pub fail_fast: bool,
+    /// Ctrl-C (or SIGTERM) signals received so far; each is passed on to the workers.
+    pub signals: &'a AtomicUsize,
+}
+
+/// Which GPU each of `jobs` workers gets: round robin over `devices`, or over the `gpus`
+/// found when none are named; none where there is at most one GPU (each worker then takes the
+/// first, as a single process would).
+pub fn assign(jobs: u32, devices: &[u32], gpus: usize) -> Vec<Option<u32>> {
+    (0..jobs as usize)
+        .map(|i| match devices {
+            [] if gpus > 1 => Some((i % gpus) as u32),
+            [] => None,
+            named => Some(named[i % named.len()]),
+        })
+        .collect()
+}
+
+enum Message {
+    Line(usize, String),
+    Closed(usize),
+}
+
+/// A started worker and what it has told.
+struct Worker {
+    child: Child,
+    closed: bool,
+}
+
+impl Pool<'_> {
+    /// Starts the workers, relays their reports until every one has ended, and adds up what
+    /// the queue did. `gpus` is how many GPUs this machine has, for spreading workers.
+    pub fn run(
+        &self,
+        store: &Store,
+        pending: (usize, u64),
+        recovered: &[Recovered],
+        gpus: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<Report, Error> {
+        observer.queue_started(pending.0, pending.1, recovered);
+        let mut report = Report {
+            recovered: recovered.len(),
+            ..Report::default()
+        };
+        let count = (self.jobs as usize).min(pending.0);
+        if count == 0 {
+            return Ok(report);
+        }
+        let devices = assign(count as u32, self.devices, gpus);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut workers = Vec::with_capacity(count);
+        for (i, device) in devices.iter().enumerate() {
+            workers.push(self.spawn(i, *device, tx.clone())?);
+        }
+        drop(tx);
+        let mut runs: HashMap<i64, RunRecord> = HashMap::new();
+        let mut started = 0;
+        let mut forwarded = 0;
+        let mut failing = false;
+        while workers.iter().any(|w| !w.closed) {
+            let received = self.signals.load(Ordering::SeqCst);
+            if received > forwarded {
+                forwarded = received;
+                signal_all(&workers);
+            }
+            let message = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let (i, line) = match message {
+                Message::Closed(i) => {
+                    workers[i].closed = true;
+                    continue;
+                }
+                Message::Line(i, line) => (i, line),
+            };
+            let Some(event) = Event::parse(&line) else {
+                tracing::info!("worker {i}: {line}");
+                continue;
+            };
+            match event {
+                Event::QueueStarted { recovered } => {
+                    let recovered: Vec<Recovered> = recovered
+                        .into_iter()
+                        .map(|(run, reason)| Recovered { run, reason })
+                        .collect();
+                    report.recovered += recovered.len();
+                    observer.queue_started(0, 0, &recovered);
+                }
+                Event::RunStarted {
+                    run,
+                    backend,
+                    adapter,
+                    resumed_from,
+                } => {
+                    started += 1;
+                    let record = store.run_by_id(run)?;
+                    observer.run_started(
+                        &record,
+                        &Started {
+                            index: started,
+                            backend: &backend,
+                            adapter: &adapter,
+                            resumed_from,
+                        },
+                    );
+                    runs.insert(run, record);
+                }
+                Event::Progress { run, progress } => {
+                    if let Some(record) = runs.get(&run) {
+                        observer.progress(record, &progress);
+                    }
+                }
+                Event::Notice { run, text } => {
+                    let record = match runs.get(&run) {
+                        Some(r) => r.clone(),
+                        None => store.run_by_id(run)?,
+                    };
+                    observer.notice(&record, &text);
+                }
+                Event::RunFinished { run, outcome } => {
+                    let record = match runs.remove(&run) {
+                        Some(r) => r,
+                        None => store.run_by_id(run)?,
+                    };
+                    match &outcome {
+                        Outcome::Completed(_) => report.completed += 1,
+                        Outcome::Failed(_) => report.failed += 1,
+                        Outcome::Interrupted(_) => report.interrupted += 1,
+                    }
+                    observer.run_finished(&record, &outcome);
+                    // The queue stops at its first failure: the other workers checkpoint and
+                    // stop as on Ctrl-C.
+                    if self.fail_fast && matches!(outcome, Outcome::Failed(_)) && !failing {
+                        failing = true;
+                        signal_all(&workers);
+                    }
+                }
+            }
+        }
+        for (i, w) in workers.iter_mut().enumerate() {
+            let status = w
+                .child
+                .wait()
+                .map_err(|e| Error::Worker(format!("cannot wait for worker {i}: {e}")))?;
+            if !matches!(status.code(), Some(0 | 1 | 130)) {
+                // A worker that died outside a run: the run it held is recovered as an orphan
+                // by the next `xp run`.
+                tracing::warn!("worker {i} ended with {status}");
+                report.failed += 1;
+            }
+        }
+        report.stopped = forwarded > 0;
+        Ok(report)
+    }
+
+    /// Starts worker `i` as `xp worker`, in a process group of its own so that a terminal's
+    /// Ctrl-C reaches only this process, which passes it on.
+    fn spawn(&self, i: usize, device: Option<u32>, tx: Sender<Message>) -> Result<Worker, Error> {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::Worker(format!("cannot find this xp binary: {e}")))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("--db")
+            .arg(self.db)
+            .args(["worker", "--experiment", self.experiment]);
+        if let Some(d) = device {
+            cmd.args(["--device", &d.to_string()]);
+        }
+        if self.fail_fast {
+            cmd.arg("--fail-fast");
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::Worker(format!("cannot start worker {i}: {e}")))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::Worker(format!("worker {i} has no output")))?;
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(Message::Line(i, line)).is_err() {
+                    break;
+                }
+            }
+            let _ = tx.send(Message::Closed(i));
+        });
+        Ok(Worker {
+            child,
+            closed: false,
+        })
+    }
+}
+
+/// Passes a Ctrl-C on to every worker still running.
+fn signal_all(workers: &[Worker]) {
+    for w in workers.iter().filter(|w| !w.closed) {
+        // SAFETY: kill(2) with a pid this process started and has not yet waited for.
+        unsafe {
+            libc::kill(w.child.id() as libc::pid_t, libc::SIGINT);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_spread_over_the_gpus() {
+        assert_eq!(assign(4, &[0, 1], 2), [Some(0), Some(1), Some(0), Some(1)]);
+        assert_eq!(assign(3, &[1], 2), [Some(1), Some(1), Some(1)]);
+        assert_eq!(assign(4, &[], 2), [Some(0), Some(1), Some(0), Some(1)]);
+        assert_eq!(assign(2, &[], 1), [None, None]);
+        assert_eq!(assign(2, &[], 0), [None, None]);
+        assert_eq!(
+            assign(5, &[2, 0, 3], 8),
+            [Some(2), Some(0), Some(3), Some(2), Some(0)]
+        );
+    }
+}

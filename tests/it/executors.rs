@@ -1,0 +1,435 @@
+//! Executors: several workers on this machine (`--jobs`), and sweeps on a real one-node Slurm
+//! (`scripts/slurm-local.sh start`; CI starts it). Every run trains a tiny model on the CPU.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{conn, integrity, metric_steps, metric_values, output, tiny_manifest, xp};
+
+#[test]
+fn jobs_2_trains_each_run_once_two_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tiny_manifest(dir.path(), "[sweep.grid]\n\"train.seed\" = [1, 2, 3, 4]\n");
+    let db = dir.path().join("runs.db");
+    let (code, stdout, stderr) =
+        output(
+            xp(&db)
+                .arg("run")
+                .arg(&manifest)
+                .args(["--jobs", "2", "--set", "train.steps=200"]),
+        );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("4 completed, 0 failed, 0 interrupted"),
+        "{stdout}"
+    );
+    let runs: Vec<(i64, String, i64, String, String, i64)> = conn(&db)
+        .prepare("SELECT id, status, attempts, started_at, finished_at, pid FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(runs.len(), 4);
+    for (id, status, attempts, ..) in &runs {
+        assert_eq!((status.as_str(), *attempts), ("completed", 1), "run-{id}");
+        assert_eq!(
+            metric_steps(&db, *id, "val_loss"),
+            [20, 40, 60, 80, 100, 120, 140, 160, 180, 200]
+        );
+    }
+    // Two worker processes, and runs that overlapped in time.
+    let mut pids: Vec<i64> = runs.iter().map(|r| r.5).collect();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 2, "{runs:?}");
+    let overlapping = runs
+        .iter()
+        .enumerate()
+        .any(|(i, a)| runs[i + 1..].iter().any(|b| a.3 < b.4 && b.3 < a.4));
+    assert!(overlapping, "{runs:?}");
+    // Each run records which worker trained it, and where.
+    let executed: String = conn(&db)
+        .query_row(
+            "SELECT json_extract(provenance, '$.executed.backend') FROM runs WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(executed, "flex");
+    assert_eq!(integrity(&db), "ok");
+}
+
+/// Whether a Slurm controller answers here; without one the test says it is skipped, except
+/// under `CI=true` (CI starts one).
+fn slurm_available(test: &str) -> bool {
+    let up = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && {
+                let states = String::from_utf8_lossy(&o.stdout);
+                states
+                    .lines()
+                    .any(|s| matches!(s.trim(), "idle" | "mixed" | "allocated"))
+            }
+        });
+    if up {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !ci,
+        "{test}: no Slurm answers, and CI=true: CI starts one with scripts/slurm-local.sh start"
+    );
+    eprintln!("{test}: skipped: no Slurm here (`sudo scripts/slurm-local.sh start` runs one)");
+    false
+}
+
+/// Polls `xp status` (which syncs) until every run of the store has ended, or panics.
+fn wait_until_ended(db: &Path, runs: i64) {
+    let start = Instant::now();
+    loop {
+        let (code, status, stderr) = output(xp(db).arg("status"));
+        assert_eq!(code, 0, "{stderr}");
+        let ended: i64 = conn(db)
+            .query_row(
+                "SELECT count(*) FROM runs WHERE status IN ('completed', 'failed', 'cancelled')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if ended == runs {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "runs did not end:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Syncs until `condition` (SQL over `runs` and `checkpoints`) holds, or panics.
+fn wait_for(db: &Path, condition: &str) {
+    let start = Instant::now();
+    loop {
+        let (code, _, stderr) = output(xp(db).arg("sync"));
+        assert_eq!(code, 0, "{stderr}");
+        let holds: bool = conn(db)
+            .query_row(&format!("SELECT {condition}"), [], |r| r.get(0))
+            .unwrap();
+        if holds {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "never: {condition}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn slurm_sets(shared: &Path) -> Vec<String> {
+    [
+        "--executor".to_string(),
+        "slurm".to_string(),
+        "--set".to_string(),
+        format!("executor.dir={}", shared.display()),
+        "--set".to_string(),
+        "executor.max_parallel=2".to_string(),
+        "--set".to_string(),
+        "executor.cpus_per_task=1".to_string(),
+    ]
+    .to_vec()
+}
+
+/// Every row of the store that a sync could touch, in a stable order.
+fn dump(db: &Path) -> Vec<String> {
+    let c = conn(db);
+    let mut out = Vec::new();
+    for table in [
+        "SELECT * FROM runs ORDER BY id",
+        "SELECT * FROM metrics ORDER BY run_id, name_id, step",
+        "SELECT * FROM checkpoints ORDER BY run_id, step",
+        "SELECT * FROM summaries ORDER BY run_id",
+        "SELECT * FROM journal_offsets ORDER BY path",
+    ] {
+        let mut stmt = c.prepare(table).unwrap();
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                let cells: Vec<String> = (0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect();
+                Ok(cells.join("|"))
+            })
+            .unwrap();
+        out.extend(rows.map(Result::unwrap));
+    }
+    out
+}
+
+#[test]
+fn a_sweep_on_slurm_runs_at_most_two_tasks_at_once_and_syncs_every_step_once() {
+    if !slurm_available("a_sweep_on_slurm_runs_at_most_two_tasks_at_once_and_syncs_every_step_once")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tiny_manifest(dir.path(), "[sweep.grid]\n\"train.seed\" = [1, 2, 3]\n");
+    let db = dir.path().join("runs.db");
+    let shared = dir.path().join("shared");
+    let (code, stdout, stderr) = output(
+        xp(&db)
+            .arg("run")
+            .arg(&manifest)
+            .args(slurm_sets(&shared))
+            .args(["--set", "train.steps=100"]),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("3 runs submitted to Slurm"), "{stdout}");
+    let script = std::fs::read_dir(shared.join("jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
+        .unwrap();
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("#SBATCH --array=0-2%2\n"), "{text}");
+    wait_until_ended(&db, 3);
+    let expected: Vec<i64> = std::iter::once(1).chain((1..=20).map(|i| i * 5)).collect();
+    for id in 1..=3 {
+        let (status, attempts): (String, i64) = conn(&db)
+            .query_row(
+                "SELECT status, attempts FROM runs WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((status.as_str(), attempts), ("completed", 1), "run-{id}");
+        assert_eq!(metric_steps(&db, id, "train_loss"), expected, "run-{id}");
+    }
+    // At most two at once: no moment has three runs between their start and their end.
+    let spans: Vec<(String, String)> = conn(&db)
+        .prepare("SELECT started_at, finished_at FROM runs")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (start, _) in &spans {
+        let at_once = spans
+            .iter()
+            .filter(|(s, f)| s <= start && start < f)
+            .count();
+        assert!(at_once <= 2, "{spans:?}");
+    }
+    let (code, compare, stderr) = output(xp(&db).args(["compare", "run-1", "run-2", "run-3"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(compare.contains("train.seed"), "{compare}");
+    // A second sync changes nothing.
+    let before = dump(&db);
+    let (code, out, _) = output(xp(&db).arg("sync"));
+    assert_eq!((code, out.as_str()), (0, "merged 0 journal entries\n"));
+    assert_eq!(dump(&db), before);
+    assert_eq!(integrity(&db), "ok");
+}
+
+/// The train losses of run-1 trained here without interruption, for the same manifest.
+fn local_losses(manifest: &Path, sets: &[&str]) -> Vec<(i64, f64)> {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let (code, _, stderr) = output(xp(&db).arg("run").arg(manifest).args(sets));
+    assert_eq!(code, 0, "{stderr}");
+    metric_values(&db, 1, "train_loss")
+}
+
+const LONG: [&str; 6] = [
+    "--set",
+    "train.steps=600",
+    "--set",
+    "train.checkpoint_every=100",
+    "--set",
+    "train.eval_every=200",
+];
+
+fn log_of(shared: &Path) -> PathBuf {
+    std::fs::read_dir(shared.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap()
+}
+
+#[test]
+fn the_time_limit_signal_requeues_a_task_that_resumes_with_the_same_losses() {
+    if !slurm_available("the_time_limit_signal_requeues_a_task_that_resumes_with_the_same_losses") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tiny_manifest(dir.path(), "");
+    let expected = local_losses(&manifest, &LONG);
+    let db = dir.path().join("runs.db");
+    let shared = dir.path().join("shared");
+    let (code, stdout, stderr) = output(
+        xp(&db)
+            .arg("run")
+            .arg(&manifest)
+            .args(slurm_sets(&shared))
+            .args(LONG),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    wait_for(&db, "(SELECT count(*) FROM checkpoints) >= 1");
+    let task: String = conn(&db)
+        .query_row("SELECT slurm_job || '_' || slurm_task FROM runs", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    // What Slurm sends before a time limit (or a preemption), to the batch shell: xp.
+    let sent = Command::new("scancel")
+        .args(["--batch", "--signal=USR1", &task])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    wait_until_ended(&db, 1);
+    let (status, attempts, step): (String, i64, i64) = conn(&db)
+        .query_row("SELECT status, attempts, step FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((status.as_str(), attempts, step), ("completed", 2, 600));
+    assert_eq!(metric_values(&db, 1, "train_loss"), expected);
+    let log = std::fs::read_to_string(log_of(&shared)).unwrap();
+    assert!(log.contains(&format!("{task} attempt 1 on flex")), "{log}");
+    assert!(
+        log.contains(&format!("{task} attempt 2 on flex (CPU")),
+        "{log}"
+    );
+    assert!(log.contains(", resuming from step "), "{log}");
+    assert_eq!(integrity(&db), "ok");
+}
+
+#[test]
+fn a_killed_task_fails_after_sync_and_retry_failed_resubmits_it() {
+    if !slurm_available("a_killed_task_fails_after_sync_and_retry_failed_resubmits_it") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tiny_manifest(dir.path(), "");
+    let db = dir.path().join("runs.db");
+    let shared = dir.path().join("shared");
+    let run = |extra: &[&str]| {
+        output(
+            xp(&db)
+                .arg("run")
+                .arg(&manifest)
+                .args(slurm_sets(&shared))
+                .args(LONG)
+                .args(extra),
+        )
+    };
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    wait_for(
+        &db,
+        "(SELECT count(*) FROM runs WHERE status = 'running') = 1",
+    );
+    let task: String = conn(&db)
+        .query_row("SELECT slurm_job || '_' || slurm_task FROM runs", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let sent = Command::new("scancel")
+        .args(["-s", "KILL", &task])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    wait_until_ended(&db, 1);
+    let (status, error): (String, String) = conn(&db)
+        .query_row("SELECT status, error FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(status, "failed");
+    // Slurm may send SIGTERM before the KILL, which the task records as an interruption;
+    // either way it left the queue without an outcome or a requeue.
+    let ended = format!("Slurm task {task} ended without recording how (");
+    let interrupted =
+        format!("Slurm task {task} was interrupted and left the queue without being requeued (");
+    assert!(
+        error.starts_with(&ended) || error.starts_with(&interrupted),
+        "{error}"
+    );
+    let (code, stdout, stderr) = run(&["--retry-failed"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("re-queued 1 failed run"), "{stdout}");
+    assert!(stdout.contains("1 run submitted to Slurm"), "{stdout}");
+    wait_until_ended(&db, 1);
+    let (status, attempts): (String, i64) = conn(&db)
+        .query_row("SELECT status, attempts FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((status.as_str(), attempts), ("completed", 2));
+    assert_eq!(metric_steps(&db, 1, "train_loss").last(), Some(&600));
+}
+
+#[test]
+fn cancel_stops_the_slurm_tasks_and_records_the_runs_as_cancelled() {
+    if !slurm_available("cancel_stops_the_slurm_tasks_and_records_the_runs_as_cancelled") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tiny_manifest(dir.path(), "[sweep.grid]\n\"train.seed\" = [1, 2]\n");
+    let db = dir.path().join("runs.db");
+    let shared = dir.path().join("shared");
+    let (code, stdout, stderr) = output(
+        xp(&db)
+            .arg("run")
+            .arg(&manifest)
+            .args(slurm_sets(&shared))
+            .args(["--set", "train.steps=20000"]),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, out, stderr) = output(xp(&db).args(["cancel", "--experiment", "tiny"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(out, "run-1: cancelled\nrun-2: cancelled\n");
+    let jobs: String = conn(&db)
+        .query_row("SELECT slurm_job FROM runs WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let q = Command::new("squeue")
+            .args(["-h", "-j", &jobs])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "tasks still queued"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, _, _) = output(xp(&db).arg("status"));
+    assert_eq!(code, 0);
+    let statuses: Vec<String> = conn(&db)
+        .prepare("SELECT status FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(statuses, ["cancelled", "cancelled"]);
+}

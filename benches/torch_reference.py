@@ -3,9 +3,14 @@
 
 Same model as src/train/model.rs: token + position embeddings, pre-LN blocks with causal
 self-attention and a paGating feed-forward unit, final LayerNorm, untied LM head; N(0, 0.02)
-init, zero biases. Same recipe as xp's trainer: AdamW (decay on matrices only), linear warm-up
-then cosine decay to min_lr (xp's formula), global-norm clipping, random crops of block+1
-tokens, validation loss on fixed batches.
+init (N(0, 0.02/sqrt(2 layers)) for the projections into the residual stream), zero biases.
+Same recipe as xp's trainer: AdamW (decay on matrices only), linear warm-up then cosine decay
+to min_lr (xp's formula), global-norm clipping, random crops of block+1 tokens, validation loss
+on fixed batches.
+
+Attention is `F.scaled_dot_product_attention` by default, as nanoGPT runs it (`--attention
+manual` writes it out); `--dtype bf16` is autocast, `--compile` is torch.compile: the three
+ways a nanoGPT user runs it.
 
     python3 benches/torch_reference.py --data tinyshakespeare.txt --unit glu --alpha 1.0
 """
@@ -63,9 +68,10 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, d, heads, mult, unit, alpha, bias, dropout):
+    def __init__(self, d, heads, mult, unit, alpha, bias, dropout, attention):
         super().__init__()
         self.heads = heads
+        self.sdpa = attention == "sdpa"
         self.ln1 = nn.LayerNorm(d, bias=bias)
         self.qkv = nn.Linear(d, 3 * d, bias=bias)
         self.proj = nn.Linear(d, d, bias=bias)
@@ -79,6 +85,11 @@ class Block(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)
         q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
+            return self.proj(y.transpose(1, 2).reshape(b, t, d))
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // self.heads))
         mask = torch.triu(torch.ones(t, t, dtype=torch.bool, device=x.device), 1)
         att = self.attn_drop(F.softmax(att.masked_fill(mask, float("-inf")), dim=-1))
@@ -96,7 +107,8 @@ class Gpt(nn.Module):
         self.pos = nn.Embedding(a.block, a.dim)
         self.drop = nn.Dropout(a.dropout)
         self.blocks = nn.ModuleList(
-            Block(a.dim, a.heads, a.hidden_mult, a.unit, a.alpha, a.bias, a.dropout) for _ in range(a.layers)
+            Block(a.dim, a.heads, a.hidden_mult, a.unit, a.alpha, a.bias, a.dropout, a.attention)
+            for _ in range(a.layers)
         )
         self.ln_f = nn.LayerNorm(a.dim, bias=a.bias)
         self.head = nn.Linear(a.dim, vocab, bias=False)
@@ -105,6 +117,10 @@ class Gpt(nn.Module):
                 nn.init.normal_(m.weight, 0.0, 0.02)
                 if getattr(m, "bias", None) is not None:
                     nn.init.zeros_(m.bias)
+        # nanoGPT's scaled init of the projections that write into the residual stream.
+        for block in self.blocks:
+            for m in (block.proj, block.ffn.o):
+                nn.init.normal_(m.weight, 0.0, 0.02 / math.sqrt(2 * a.layers))
 
     def forward(self, idx, targets, alpha):
         b, t = idx.shape
@@ -146,6 +162,7 @@ def main():
     p.add_argument("--eval-batches", type=int, default=200)
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--attention", choices=["sdpa", "manual"], default="sdpa")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--seed", type=int, default=1337)
     a = p.parse_args()
@@ -193,7 +210,8 @@ def main():
         return total / a.eval_batches
 
     print(json.dumps({"params": params, "vocab": len(chars), "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-                      "dtype": a.dtype, "unit": a.unit, "alpha": a.alpha, "torch": torch.__version__}), flush=True)
+                      "dtype": a.dtype, "attention": a.attention, "compile": a.compile, "unit": a.unit,
+                      "alpha": a.alpha, "torch": torch.__version__}), flush=True)
     speeds, best = [], float("inf")
     start = time.time()
     last = (time.time(), 0)

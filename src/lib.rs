@@ -1,4 +1,4 @@
-//! xp: manifest → validated plan → queue → trainer → store → reports.
+//! xp: manifest → validated plan → queue → trainer → store → reports (terminal and dashboard).
 
 pub mod cli;
 pub mod data;
@@ -8,3 +8,4 @@ pub mod store;
 pub mod summary;
 pub mod sweep;
 pub mod train;
+pub mod ui;

@@ -1,7 +1,7 @@
 # Sourced by the scripts beside it, from the repository root on the GPU box, with .dev/ holding
-# the stripped, xz-compressed binaries (xp.xz: default build; xp_spirv.xz: --features
-# spirv,persistent-cache) and tinyshakespeare.txt, and .gl/ the Vulkan loader packages (the
-# device tool's README). Arguments: the binaries to unpack into /tmp.
+# the stripped, xz-compressed binaries (xp.xz: the default build) and tinyshakespeare.txt, and
+# .gl/ the Vulkan loader packages (the device tool's README). Arguments: the binaries to unpack
+# into /tmp.
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 for b in "$@"; do
@@ -17,4 +17,12 @@ x() {
   local out=$1; shift; echo "== $out: $*"
   (cd /tmp && timeout "${XP_TIMEOUT:-240}" "$@" > "$OUT/$out.txt" 2>&1)
   grep -E "device|first step|tokens/s|step time|peak|^loss|rror" "$OUT/$out.txt"
+}
+# cold NAME [VAR=VALUE…] -- XP-ARGS…: `x` with fresh CubeCL and driver shader caches, as on a
+# machine that never ran this configuration.
+cold() {
+  local name=$1; shift; local vars=()
+  while [ "$1" != "--" ]; do vars+=("$1"); shift; done; shift
+  local d=/tmp/cold_$name; mkdir -p "$d/datasets"; cp .dev/tinyshakespeare.txt "$d/datasets/"
+  x "$name" env XP_CACHE="$d" __GL_SHADER_DISK_CACHE_PATH="$d/gl" "${vars[@]}" /tmp/xp "$@"
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use crate::manifest::{self, Diagnostics};
-use crate::{exec, store};
+use crate::{exec, store, ui};
 
 /// Exit codes (documented in README.md).
 pub mod exit {
@@ -27,6 +27,8 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Exec(#[from] exec::Error),
+    #[error(transparent)]
+    Ui(#[from] ui::Error),
     #[error("{0}")]
     Usage(String),
     /// Something that ran went wrong (exit 1), e.g. a benchmark's training.
@@ -55,6 +57,7 @@ impl Error {
                 exit::BAD_INPUT
             }
             Error::Exec(exec::Error::Usage(_)) => exit::BAD_INPUT,
+            Error::Ui(e) if e.is_user_error() => exit::BAD_INPUT,
             // A reader that went away (`xp runs | head`) is no failure of xp's.
             Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
             _ => exit::FAILURE,

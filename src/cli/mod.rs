@@ -21,6 +21,7 @@ mod schema;
 mod show;
 mod status;
 mod sync;
+mod ui;
 mod validate;
 mod worker;
 
@@ -87,6 +88,8 @@ enum Command {
     Schema(schema::Args),
     /// List hardware profiles and the one `auto` picks here.
     Profiles(profiles::Args),
+    /// Serve a web dashboard of the store: runs, curves, the sweep, live while runs train.
+    Ui(ui::Args),
     /// Print shell completions.
     Completions(completions::Args),
     /// Train runs for another xp: a worker of `xp run --jobs N`, or a Slurm array task.
@@ -168,6 +171,7 @@ pub fn main() -> ExitCode {
         Command::Schema(a) => schema::run(a, &ctx),
         Command::Profiles(a) => profiles::run(a, &ctx),
         Command::Completions(a) => completions::run(a, &ctx),
+        Command::Ui(a) => ui::run(a, &ctx),
     };
     match result {
         Ok(code) => ExitCode::from(code),

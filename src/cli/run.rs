@@ -1,6 +1,5 @@
 //! `xp run`: plan a manifest, queue its runs in the store, and execute the queue.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -8,9 +7,9 @@ use super::load::load_and_plan;
 use super::output::Lossy;
 use super::{Context, Result, exit, progress};
 use crate::exec::{self, Queue};
-use crate::manifest::{ExecutorKind, layers};
+use crate::manifest::ExecutorKind;
 use crate::store::Status;
-use crate::sweep::{self, Plan};
+use crate::sweep;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -59,34 +58,11 @@ impl Args {
     }
 }
 
-/// Per run, which layer gave each setting (swept settings say so).
-fn origins(plan: &Plan) -> Vec<BTreeMap<String, String>> {
-    let mut per_set: Vec<Option<BTreeMap<String, String>>> = vec![None; plan.layer_sets.len()];
-    plan.runs
-        .iter()
-        .map(|run| {
-            let base = per_set[run.layers].get_or_insert_with(|| {
-                let resolved = serde_json::to_value(&run.config).expect("config serializes");
-                layers::origins(&plan.layer_sets[run.layers], &resolved)
-            });
-            let mut map = base.clone();
-            for (key, _) in &run.swept {
-                for (k, v) in map.iter_mut() {
-                    if k == key || k.starts_with(&format!("{key}.")) {
-                        *v = "sweep".into();
-                    }
-                }
-            }
-            map
-        })
-        .collect()
-}
-
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     let (loaded, _, plan) = load_and_plan(&args.manifest, &args.sets())?;
     let mut store = ctx.open_store()?;
     let provenance = exec::provenance::detect(&loaded.base_dir());
-    let enqueued = store.enqueue(&plan, &provenance, &origins(&plan))?;
+    let enqueued = store.enqueue(&plan, &provenance, &plan.origins())?;
     let mut out = Lossy(std::io::stdout().lock());
     let mut new = 0;
     for e in &enqueued {

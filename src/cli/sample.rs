@@ -32,39 +32,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     let store = ctx.open_existing_store()?;
     let run = store.run(&args.run)?;
     let checkpoints = store.checkpoints(run.id)?;
-    let chosen = match args.checkpoint.as_str() {
-        "last" => checkpoints.last(),
-        "best" => checkpoints
-            .iter()
-            .filter(|c| c.val_loss.is_some())
-            .min_by(|a, b| {
-                a.val_loss
-                    .unwrap_or(f64::INFINITY)
-                    .total_cmp(&b.val_loss.unwrap_or(f64::INFINITY))
-            })
-            .or(checkpoints.last()),
-        step => match step.parse::<i64>() {
-            Ok(s) => checkpoints.iter().find(|c| c.step == s),
-            Err(_) => {
-                return Err(Error::Usage(format!(
-                    "--checkpoint takes best, last or a step number, not `{step}`"
-                )));
-            }
-        },
-    };
-    let Some(chosen) = chosen else {
-        let steps: Vec<String> = checkpoints.iter().map(|c| c.step.to_string()).collect();
-        return Err(Error::Usage(if steps.is_empty() {
-            format!("{} has no checkpoint yet", run.name())
-        } else {
-            format!(
-                "{} has no checkpoint `{}` (steps: {})",
-                run.name(),
-                args.checkpoint,
-                steps.join(", ")
-            )
-        }));
-    };
+    let chosen = crate::store::checkpoints::choose(&checkpoints, &args.checkpoint)
+        .map_err(|m| Error::Usage(format!("{}: {m}", run.name())))?;
     let dir = store.checkpoint_path(&chosen.path);
     train::verify_checkpoint(&dir, chosen.bytes.max(0) as u64, &chosen.blake3)
         .map_err(|e| Error::Failed(format!("{}: {e}", run.name())))?;

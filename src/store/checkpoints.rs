@@ -19,6 +19,42 @@ pub struct Checkpoint {
     pub val_loss: Option<f64>,
 }
 
+/// The checkpoint `which` names: `best` (lowest validation loss, else the last), `last`, or a
+/// step number; else what was wrong, naming the steps there are.
+pub fn choose<'a>(
+    checkpoints: &'a [Checkpoint],
+    which: &str,
+) -> std::result::Result<&'a Checkpoint, String> {
+    let chosen = match which {
+        "last" => checkpoints.last(),
+        "best" => checkpoints
+            .iter()
+            .filter(|c| c.val_loss.is_some())
+            .min_by(|a, b| {
+                a.val_loss
+                    .unwrap_or(f64::INFINITY)
+                    .total_cmp(&b.val_loss.unwrap_or(f64::INFINITY))
+            })
+            .or(checkpoints.last()),
+        step => match step.parse::<i64>() {
+            Ok(s) => checkpoints.iter().find(|c| c.step == s),
+            Err(_) => {
+                return Err(format!(
+                    "a checkpoint is best, last or a step number, not `{step}`"
+                ));
+            }
+        },
+    };
+    chosen.ok_or_else(|| {
+        let steps: Vec<String> = checkpoints.iter().map(|c| c.step.to_string()).collect();
+        if steps.is_empty() {
+            "no checkpoint yet".to_string()
+        } else {
+            format!("no checkpoint `{which}` (steps: {})", steps.join(", "))
+        }
+    })
+}
+
 /// Which checkpoints retention drops, given every kept one as (step, validation loss): all
 /// but the `keep_last` newest and, if asked, the one with the best validation loss.
 pub fn retention(

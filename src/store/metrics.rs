@@ -309,6 +309,35 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// One metric's rows for a run after `after` (all of them for `None`): (step, value,
+    /// t_ms), by step.
+    pub fn metric_rows(
+        &self,
+        id: i64,
+        name: &str,
+        after: Option<i64>,
+    ) -> Result<Vec<(i64, f64, i64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT step, value, t_ms FROM metrics
+             WHERE run_id = ?1 AND name_id = (SELECT id FROM metric_names WHERE name = ?2)
+               AND step > ?3
+             ORDER BY step",
+        )?;
+        let rows = stmt.query_map(params![id, name, after.unwrap_or(i64::MIN)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The names of the metrics any of the given runs recorded.
+    pub fn metric_names_of(&self, ids: &[i64]) -> Result<Vec<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        for &id in ids {
+            names.extend(self.metric_names(id)?);
+        }
+        Ok(names.into_iter().collect())
+    }
+
     /// Streams the metrics of the given runs, by run, name and step: (run, name, step, value, t_ms).
     pub fn each_metric(
         &self,

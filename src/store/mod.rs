@@ -48,6 +48,15 @@ pub enum Error {
         found: i64,
         known: i64,
     },
+    #[error(
+        "{path} has store schema version {found}, older than this xp's {known}, and this reader \
+         does not write: any writing xp command (such as `xp status`) upgrades it"
+    )]
+    Older {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("{path} is not an xp run store (it has tables but no xp marker); it was not modified")]
     Foreign { path: PathBuf },
     #[error("{path} is not a SQLite database, so not an xp run store; it was not modified")]
@@ -89,6 +98,7 @@ impl Error {
             | Error::Foreign { .. }
             | Error::NotADatabase { .. }
             | Error::BadVersion { .. }
+            | Error::Older { .. }
             | Error::NetworkFilesystem { .. }
             | Error::NoRun(_) => true,
             // The path names a folder, or a file this user cannot open.
@@ -143,6 +153,63 @@ impl Store {
             source,
         })?;
         Self::prepare(conn, path, false)
+    }
+
+    /// Opens an existing store for reading only: SQLite refuses every write on this connection,
+    /// and in WAL mode its reads never block a writer. The store must be at this xp's schema
+    /// version (a writing command upgrades it).
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(Error::Missing { path: path.into() });
+        }
+        Self::refuse_network(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
+            path: path.into(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::NotADatabase) => {
+                    Error::NotADatabase { path: path.into() }
+                }
+                _ => Error::Sqlite(e),
+            })?;
+        let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        if app != APPLICATION_ID {
+            return Err(Error::Foreign { path: path.into() });
+        }
+        if version != migrations::LATEST {
+            return Err(if version > migrations::LATEST {
+                Error::Newer {
+                    path: path.into(),
+                    found: version,
+                    known: migrations::LATEST,
+                }
+            } else {
+                Error::Older {
+                    path: path.into(),
+                    found: version,
+                    known: migrations::LATEST,
+                }
+            });
+        }
+        Ok(Store {
+            conn,
+            path: path.into(),
+        })
+    }
+
+    /// A number that changes whenever another connection commits to the store: a cheap
+    /// "anything new?" for readers that poll.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// Refuses a store whose folder is on a network filesystem, before SQLite touches it.

@@ -468,6 +468,28 @@ impl Store {
         Ok(())
     }
 
+    /// Every run's id, state and step: what a live view polls to see what moved.
+    pub fn progress(&self) -> Result<Vec<(i64, Status, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, status, step FROM runs ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, status, step) = row?;
+            if let Some(status) = Status::parse(&status) {
+                out.push((id, status, step.max(0) as u64));
+            }
+        }
+        Ok(out)
+    }
+
     /// What an experiment's remaining-time estimate needs: each run's state, step, total
     /// steps and, for a finished one, its wall time.
     pub fn run_times(&self, experiment: &str) -> Result<Vec<RunTime>> {

@@ -185,6 +185,30 @@ pub fn plan(
 }
 
 impl Plan {
+    /// Per run, which layer gave each setting (swept settings say so).
+    pub fn origins(&self) -> Vec<std::collections::BTreeMap<String, String>> {
+        let mut per_set: Vec<Option<std::collections::BTreeMap<String, String>>> =
+            vec![None; self.layer_sets.len()];
+        self.runs
+            .iter()
+            .map(|run| {
+                let base = per_set[run.layers].get_or_insert_with(|| {
+                    let resolved = serde_json::to_value(&run.config).expect("config serializes");
+                    crate::manifest::layers::origins(&self.layer_sets[run.layers], &resolved)
+                });
+                let mut map = base.clone();
+                for (key, _) in &run.swept {
+                    for (k, v) in map.iter_mut() {
+                        if k == key || k.starts_with(&format!("{key}.")) {
+                            *v = "sweep".into();
+                        }
+                    }
+                }
+                map
+            })
+            .collect()
+    }
+
     /// How the plan's runs execute: the same for every run, since no sweep may vary it.
     pub fn executor(&self) -> &crate::manifest::ExecutorConfig {
         &self.runs[0].config.executor

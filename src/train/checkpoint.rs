@@ -22,6 +22,10 @@ pub struct CheckpointState {
     pub seed: u64,
     pub best_val_loss: Option<f64>,
     pub tokens: u64,
+    /// An f16 run's loss scale: the scale, clean steps since it last changed, overflowed
+    /// steps in all.
+    #[serde(default)]
+    pub loss_scale: Option<(f64, u64, u64)>,
 }
 
 const MODEL: &str = "model.safetensors";

@@ -104,13 +104,6 @@ fn wgpu_device(
     } else {
         "vulkan"
     };
-    // A build with the `spirv` feature compiles Vulkan kernels to SPIR-V, not WGSL: recorded
-    // with the run, since speed (and which precisions work) differ between the two.
-    let backend = if api == WgpuBackend::Vulkan && cfg!(feature = "spirv") {
-        "wgpu/vulkan-spirv".to_string()
-    } else {
-        format!("wgpu/{label}")
-    };
     let found = adapters(backends);
     // A worker given GPU number `index` takes that one of the hardware GPUs (software ones
     // too, where they are all there is and they are allowed).
@@ -158,11 +151,12 @@ fn wgpu_device(
         .find(|(a, k, _, _)| *a == api && *k == adapter.kind)
     {
         return Ok(Selected {
+            backend: backend_name(label, device),
             device: device.clone(),
-            backend: backend.clone(),
             adapter: name.clone(),
         });
     }
+    configure_fusion();
     let device = Device::wgpu_options()
         .device_kind(adapter.kind.clone())
         .graphics_api(api)
@@ -175,10 +169,55 @@ fn wgpu_device(
         adapter.name.clone(),
     ));
     Ok(Selected {
+        backend: backend_name(label, &device),
         device,
-        backend,
         adapter: adapter.name.clone(),
     })
+}
+
+/// `wgpu/vulkan` (kernels compiled to WGSL) or `wgpu/vulkan-spirv`: the compiler CubeCL
+/// chose for the device, recorded with each run since speed, and which precisions work,
+/// differ between the two.
+fn backend_name(api: &str, device: &Device) -> String {
+    use burn_backend::Backend;
+    let runtime = burn_dispatch::Dispatch::name(device.as_dispatch());
+    if runtime.contains("spirv") {
+        format!("wgpu/{api}-spirv")
+    } else {
+        format!("wgpu/{api}")
+    }
+}
+
+/// Whether burn's fusion may merge matrix products with the element-wise work after them.
+/// Where no tensor-core kernel compiles (WGSL), its fused products run several times slower
+/// than the plain product of the same shape, and its autotune never measures the plain one
+/// against them (burn-cubecl-fusion 0.22.1, `optim/matmul/tune.rs`: the unfused fallback
+/// ranks lowest in its group for large products, and a group that returns a result ends the
+/// search). Without it, products take burn's own matmul autotune; element-wise fusion stays.
+/// `XP_MATMUL_FUSION=on|off` overrides the default (a lever for benchmarks); it applies to
+/// the whole process, so it is set before the first wgpu device starts.
+pub const MATMUL_FUSION_DEFAULT: bool = false;
+
+fn configure_fusion() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let fuse = match std::env::var("XP_MATMUL_FUSION").as_deref() {
+            Ok("on") => true,
+            Ok("off") => false,
+            _ => MATMUL_FUSION_DEFAULT,
+        };
+        if fuse {
+            return;
+        }
+        let matmul = burn_cubecl::fusion::BUILTIN_NAMES
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case("matmul"));
+        match matmul.map(|name| burn_cubecl::fusion::remove(name)) {
+            Some(Ok(())) => tracing::debug!("matmul fusion off"),
+            Some(Err(e)) => tracing::warn!("matmul fusion stays on: {e}"),
+            None => tracing::warn!("burn has no matmul fusion to turn off"),
+        }
+    });
 }
 
 fn cpu() -> Selected {

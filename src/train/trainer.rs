@@ -11,17 +11,11 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{self, CheckpointState};
 use super::model::Gpt;
-use super::optim::{clip_global_norm, cosine_alpha, learning_rate, optimizer};
+use super::optim::{LossScale, clip_global_norm, cosine_alpha, learning_rate, optimizer};
 use super::{Control, Error, Job, Metric, Progress, Recorder, device};
 use crate::data::{self, Corpus};
 use crate::manifest::{Alpha, AlphaMode, Config, Precision, Unit};
 use crate::summary::Summary;
-
-/// The factor f16 runs multiply the loss by before the backward pass, so that small
-/// gradients stay above f16's smallest normal value (6.1e-5); the gradients are divided by it
-/// again before clipping. Static: 2^10 leaves a margin of 64 below f16's largest value for
-/// activation gradients of order one. bf16 has f32's range and needs none.
-const F16_LOSS_SCALE: f64 = 1024.0;
 
 /// The dtype of the matrix products for a precision.
 fn compute_dtype(precision: Precision) -> FloatDType {
@@ -94,7 +88,8 @@ pub(super) struct Trainer<'j, 'r> {
     train_device: Device,
     optim: ModuleOptimizer,
     state: CheckpointState,
-    loss_scale: f64,
+    /// f16 runs scale their loss (bf16 has f32's range and needs none).
+    loss_scale: Option<LossScale>,
     tokens_per_step: u64,
     summary: Summary,
     /// tokens/s of each log interval, for the median.
@@ -151,6 +146,7 @@ impl<'j, 'r> Trainer<'j, 'r> {
             seed: t.seed,
             best_val_loss: None,
             tokens: 0,
+            loss_scale: None,
         };
         if let Some(dir) = &job.resume {
             model = checkpoint::load_params(dir, model)?;
@@ -161,6 +157,10 @@ impl<'j, 'r> Trainer<'j, 'r> {
         if let Some(dir) = &job.resume {
             optim = checkpoint::load_optimizer(dir, optim)?;
         }
+        let loss_scale = (precision == Precision::F16).then(|| {
+            let (scale, clean, overflows) = state.loss_scale.unwrap_or((LossScale::INITIAL, 0, 0));
+            LossScale::new(scale, clean, overflows, &device)
+        });
         let now = Instant::now();
         let trainer = Trainer {
             job,
@@ -176,11 +176,7 @@ impl<'j, 'r> Trainer<'j, 'r> {
                 ..Summary::default()
             },
             state,
-            loss_scale: if precision == Precision::F16 {
-                F16_LOSS_SCALE
-            } else {
-                1.0
-            },
+            loss_scale,
             tokens_per_step: (t.batch_size as u64) * (t.grad_accum as u64) * block as u64,
             speeds: Vec::new(),
             started: now,
@@ -273,10 +269,9 @@ impl<'j, 'r> Trainer<'j, 'r> {
             );
             let loss = model.loss(x, y, alpha) / t.grad_accum as f64;
             loss_sum = loss_sum + loss.clone().inner();
-            let scaled = if self.loss_scale == 1.0 {
-                loss
-            } else {
-                loss * self.loss_scale
+            let scaled = match &self.loss_scale {
+                None => loss,
+                Some(ls) => loss * Tensor::from_inner(ls.scale.clone()),
             };
             let grads = GradientsParams::from_grads(scaled.backward(), &model);
             accumulator.accumulate(&model, grads);
@@ -286,7 +281,7 @@ impl<'j, 'r> Trainer<'j, 'r> {
             &model,
             &mut grads,
             t.grad_clip,
-            self.loss_scale,
+            self.loss_scale.as_mut(),
             &self.train_device,
         );
         let model = self.optim.step(lr, model, grads);
@@ -308,6 +303,9 @@ impl<'j, 'r> Trainer<'j, 'r> {
         // One read back for everything logged: the loss, the gradient norm and each block's
         // α, gathered on the device so the queue is waited for once.
         let mut logged = vec![stepped.loss, stepped.grad_norm];
+        if let Some(ls) = &self.loss_scale {
+            logged.extend([ls.scale.clone(), ls.overflows.clone()]);
+        }
         if config.model.ffn.unit != Unit::Mlp {
             logged.extend(
                 model
@@ -350,7 +348,15 @@ impl<'j, 'r> Trainer<'j, 'r> {
         if let Some(rss) = rss_mb() {
             metrics.push(("rss_mb".into(), rss));
         }
-        for (i, a) in values[2..].iter().enumerate() {
+        let mut rest = &values[2..];
+        if self.loss_scale.is_some()
+            && let [scale, overflows, after @ ..] = rest
+        {
+            metrics.push(("loss_scale".into(), *scale));
+            metrics.push(("overflow_steps".into(), *overflows));
+            rest = after;
+        }
+        for (i, a) in rest.iter().enumerate() {
             metrics.push((format!("alpha.{i}"), *a));
         }
         let t_ms = self.ms();
@@ -419,6 +425,22 @@ impl<'j, 'r> Trainer<'j, 'r> {
 
     /// Writes a checkpoint and registers it.
     fn checkpoint(&mut self, model: &Gpt, val_loss: Option<f64>) -> Result<(), Error> {
+        // The loss scale goes with the weights: a resumed f16 run scales as it would have.
+        if let Some(ls) = &self.loss_scale {
+            let values: Vec<f64> = Tensor::cat(
+                vec![ls.scale.clone(), ls.clean.clone(), ls.overflows.clone()],
+                0,
+            )
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(f64::from)
+            .collect();
+            if let [scale, clean, overflows] = values[..] {
+                self.state.loss_scale = Some((scale, clean as u64, overflows as u64));
+            }
+        }
         let saved = checkpoint::save(
             &self.job.checkpoint_dir,
             model,

@@ -10,3 +10,4 @@ mod queue;
 mod reports;
 mod store;
 mod train;
+mod ui;

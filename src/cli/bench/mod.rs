@@ -1,8 +1,9 @@
-//! `xp bench`: measurements of xp itself — the run store's ingest and size (`store`), and
-//! training speed of one configuration (`train`).
+//! `xp bench`: measurements of xp itself — the run store's ingest and size (`store`), training
+//! speed of one configuration (`train`) and the dashboard's speed (`ui`).
 
 mod store;
 mod train;
+mod ui;
 
 use std::path::Path;
 
@@ -23,12 +24,16 @@ enum What {
     /// Train a model preset for a few steps and report its speed: tokens/s, step time,
     /// first-step time, peak memory, backend and adapter.
     Train(train::Args),
+    /// Time the dashboard on a large store: the runs table, a 100,000-step curve, and the
+    /// first page in headless Chromium (when chromium and chromedriver are installed).
+    Ui(ui::Args),
 }
 
 pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
     match args.what {
         What::Store(a) => store::run(a),
         What::Train(a) => train::run(a),
+        What::Ui(a) => ui::run(a),
     }
 }
 

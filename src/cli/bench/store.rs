@@ -80,9 +80,7 @@ pub fn run(a: Args) -> Result<u8> {
     if a.runs == 0 || a.steps == 0 {
         return Err(Error::Usage("--runs and --steps must be at least 1".into()));
     }
-    let plan = super::plan("bench-store.toml", &manifest(a.runs, a.steps), &[])?;
     let mut store = Store::open(&a.out)?;
-    store.enqueue(&plan, &provenance::detect(std::path::Path::new(".")), &[])?;
     let rows = a.runs as u64 * a.steps * 3;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -93,59 +91,7 @@ pub fn run(a: Args) -> Result<u8> {
         a.steps,
         si(rows as f64)
     )?;
-    let mut ingest = std::time::Duration::ZERO;
-    let me = provenance::this_process();
-    let mut index = 0;
-    let failed = |e| Error::Failed(format!("the metric writer failed: {e}"));
-    while let Some(run) = store.claim_next("bench-store", &me)? {
-        index += 1;
-        // Curves shaped like training: a decaying loss, its floor and pace set by the unit,
-        // with a little seeded wobble.
-        let seed = run.id as f64;
-        let unit = ((run.id - 1) as usize % UNITS.len()) as f64;
-        let loss = |step: u64, offset: f64| {
-            let t = step as f64 / a.steps as f64;
-            1.4 + 0.04 * unit
-                + offset
-                + 2.8 * (-(4.0 + unit) * t).exp()
-                + 0.02 * ((step as f64 + seed) * 0.7).sin()
-        };
-        let last = index == a.runs;
-        let started = Instant::now();
-        let writer = MetricWriter::open(store.path(), run.id, &me)?;
-        for step in 1..=a.steps {
-            let t = step as f64 / a.steps as f64;
-            let row = |name: &str, value: f64| MetricRow {
-                step,
-                name: name.into(),
-                value,
-                t_ms: step * 12,
-            };
-            writer.send(vec![
-                row("train_loss", loss(step, 0.0)),
-                row("val_loss", loss(step, 0.05)),
-                row("lr", 1e-3 * (0.1 + 0.9 * (1.0 - t))),
-            ]);
-        }
-        // The last run stays running halfway, so that `xp status` has one to report.
-        writer.progress(if last { a.steps / 2 } else { a.steps });
-        writer.close().map_err(failed)?;
-        ingest += started.elapsed();
-        if last {
-            store.truncate_metrics(run.id, (a.steps / 2) as i64)?;
-            break;
-        }
-        let summary = Summary {
-            best_val_loss: Some(loss(a.steps, 0.05)),
-            final_val_loss: Some(loss(a.steps, 0.05)),
-            final_train_loss: Some(loss(a.steps, 0.0)),
-            median_tokens_per_s: Some(10_000.0 + seed),
-            wall_s: Some(a.steps as f64 * 0.012),
-            params: Some(100_000),
-        };
-        store.finish(run.id, &me, &Ending::Completed(summary))?;
-    }
-    let written = rows - (a.steps - a.steps / 2) * 3;
+    let (written, ingest) = fill(&mut store, "bench-store", a.runs, a.steps, true)?;
     let size = file_size(&store)?;
     let metrics_bytes = table_bytes(&store, "metrics");
     let rate = written as f64 / ingest.as_secs_f64();
@@ -175,6 +121,83 @@ pub fn run(a: Args) -> Result<u8> {
         a.out.display()
     )?;
     Ok(exit::OK)
+}
+
+/// Queues an experiment `name` of `runs` runs and records `steps` steps of three metrics for
+/// each through the trainer's own store code. With `last_running`, the last run stays running
+/// halfway (so that `xp status` has one to report). Returns the rows written and the time the
+/// writers took.
+pub(super) fn fill(
+    store: &mut Store,
+    name: &str,
+    runs: usize,
+    steps: u64,
+    last_running: bool,
+) -> Result<(u64, std::time::Duration)> {
+    let mut m = manifest(runs, steps);
+    m.experiment["name"] = serde_json::json!(name);
+    let plan = super::plan(&format!("{name}.toml"), &m, &[])?;
+    let queued = store.enqueue(
+        &plan,
+        &provenance::detect(std::path::Path::new(".")),
+        &plan.origins(),
+    )?;
+    let first = queued.iter().map(|q| q.run_id).min().unwrap_or(1);
+    let mut ingest = std::time::Duration::ZERO;
+    let mut written = 0;
+    let me = provenance::this_process();
+    let mut index = 0;
+    let failed = |e| Error::Failed(format!("the metric writer failed: {e}"));
+    while let Some(run) = store.claim_next(name, &me)? {
+        index += 1;
+        // Curves shaped like training: a decaying loss, its floor and pace set by the unit,
+        // with a little seeded wobble.
+        let seed = run.id as f64;
+        let unit = ((run.id - first) as usize % UNITS.len()) as f64;
+        let loss = |step: u64, offset: f64| {
+            let t = step as f64 / steps as f64;
+            1.4 + 0.04 * unit
+                + offset
+                + 2.8 * (-(4.0 + unit) * t).exp()
+                + 0.02 * ((step as f64 + seed) * 0.7).sin()
+        };
+        let last = last_running && index == runs;
+        let started = Instant::now();
+        let writer = MetricWriter::open(store.path(), run.id, &me)?;
+        for step in 1..=steps {
+            let t = step as f64 / steps as f64;
+            let row = |name: &str, value: f64| MetricRow {
+                step,
+                name: name.into(),
+                value,
+                t_ms: step * 12,
+            };
+            writer.send(vec![
+                row("train_loss", loss(step, 0.0)),
+                row("val_loss", loss(step, 0.05)),
+                row("lr", 1e-3 * (0.1 + 0.9 * (1.0 - t))),
+            ]);
+        }
+        writer.progress(if last { steps / 2 } else { steps });
+        writer.close().map_err(failed)?;
+        ingest += started.elapsed();
+        if last {
+            store.truncate_metrics(run.id, (steps / 2) as i64)?;
+            written += steps / 2 * 3;
+            break;
+        }
+        written += steps * 3;
+        let summary = Summary {
+            best_val_loss: Some(loss(steps, 0.05)),
+            final_val_loss: Some(loss(steps, 0.05)),
+            final_train_loss: Some(loss(steps, 0.0)),
+            median_tokens_per_s: Some(10_000.0 + seed),
+            wall_s: Some(steps as f64 * 0.012),
+            params: Some(100_000),
+        };
+        store.finish(run.id, &me, &Ending::Completed(summary))?;
+    }
+    Ok((written, ingest))
 }
 
 /// The store's size once its write-ahead log is folded in.

@@ -339,7 +339,10 @@ function drawChart(resp) {
     width: Math.max(300, host.clientWidth), height: 320,
     legend: { show: false },
     cursor: { drag: { x: true, y: false } },
-    scales: { x: { time: false, distr: S.logx ? 3 : 1 }, y: { distr: S.logy ? 3 : 1 } },
+    // uPlot widens a log axis to whole decades; a loss between 1.9 and 2.4 would be a flat
+    // line in 1–10, so the log range is the data's, a little padded.
+    scales: { x: { time: false, distr: S.logx ? 3 : 1 },
+      y: S.logy ? { distr: 3, range: (u, lo, hi) => lo > 0 ? [lo / 1.05, hi * 1.05] : [lo, hi] } : { distr: 1 } },
     axes: [{ label: { step: "step", tokens: "tokens", time: "seconds" }[S.x], values: (u, v) => v.map(si) },
       { label: S.metric, size: 60 }],
     series, bands,

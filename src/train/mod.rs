@@ -92,7 +92,7 @@ pub enum Control {
 
 /// The burn release xp is built with, recorded with every run (a test keeps it in step with
 /// Cargo.lock: cargo gives a crate no way to read its dependencies' versions).
-pub const BURN_VERSION: &str = "0.22.1";
+pub const BURN_VERSION: &str = "0.23.0-pre.1";
 
 /// What a run reports as it goes; implemented by the queue executor.
 pub trait Recorder {

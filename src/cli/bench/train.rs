@@ -215,7 +215,7 @@ pub fn run(a: Args) -> Result<u8> {
     )?;
     writeln!(
         out,
-        "peak RSS   {} (host memory; burn 0.22 exposes no device memory figure)",
+        "peak RSS   {} (host memory; burn exposes no device memory figure)",
         shown(peak_rss_mb(), |mb| format!("{mb:.0} MB"))
     )?;
     writeln!(

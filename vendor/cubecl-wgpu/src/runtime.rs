@@ -14,12 +14,15 @@ use cubecl_core::server::ServerUtilities;
 use cubecl_core::zspace::{Shape, Strides};
 use cubecl_environment::{future, sync::Mutex};
 use cubecl_ir::{DeviceIdentity, DeviceProperties, HardwareProperties, MemoryDeviceProperties};
-use cubecl_monitoring::{DeviceUtilization, UtilizationUnavailable, gpu_utilization::CardCounters};
+use cubecl_monitoring::{
+    DevicePower, DeviceTemperature, DeviceUtilization, UtilizationUnavailable,
+    gpu_utilization::CardCounters,
+};
 use cubecl_server::allocator::ContiguousMemoryLayoutPolicy;
 #[cfg(not(feature = "vulkan-validate"))]
 use cubecl_server::logging::ProfileLevel;
 pub use cubecl_server::memory_management::MemoryConfiguration;
-use cubecl_server::runtime::Runtime;
+use cubecl_server::runtime::{DeviceDescription, DeviceKind, Runtime};
 use cubecl_server::{client::Client, logging::ServerLogger};
 use wgpu::{InstanceFlags, RequestAdapterOptions};
 
@@ -76,11 +79,10 @@ impl<C: WgpuCompiler> Runtime for WgpuRuntime<C> {
         true
     }
 
+    /// The properties with no device to pick a compiler by. A server takes its own compiler's
+    /// ([`WgpuCompiler::target_properties`]), which differ under MSL.
     fn target_properties() -> TargetProperties {
-        TargetProperties {
-            // Values are irrelevant, since no wgsl backends currently support manual mma
-            mma: Default::default(),
-        }
+        TargetProperties::default()
     }
 
     fn enumerate_devices(type_id: u16) -> Vec<DeviceId> {
@@ -150,7 +152,45 @@ impl<C: WgpuCompiler> Runtime for WgpuRuntime<C> {
     }
 
     fn utilization(device: &Self::Device) -> Result<DeviceUtilization, UtilizationUnavailable> {
-        CardCounters::read(Self::client(device).properties().identity.physical.as_ref())
+        CardCounters::utilization(Self::client(device).properties().identity.physical.as_ref())
+    }
+
+    fn temperature(device: &Self::Device) -> Result<DeviceTemperature, UtilizationUnavailable> {
+        CardCounters::temperature(Self::client(device).properties().identity.physical.as_ref())
+    }
+
+    fn power(device: &Self::Device) -> Result<DevicePower, UtilizationUnavailable> {
+        CardCounters::power(Self::client(device).properties().identity.physical.as_ref())
+    }
+
+    /// The adapter description, from the list its graphics API enumerates: the one `request_adapter` would
+    /// select, in the order `enumerate_devices` lists them. It reports no memory size.
+    fn description(device: &Self::Device) -> Option<DeviceDescription> {
+        #[cfg(target_family = "wasm")]
+        {
+            let _ = device;
+            None
+        }
+        #[cfg(not(target_family = "wasm"))]
+        {
+            let (kind, index) = match device.kind {
+                WgpuDeviceKind::DiscreteGpu(index) => (wgpu::DeviceType::DiscreteGpu, index),
+                WgpuDeviceKind::IntegratedGpu(index) => (wgpu::DeviceType::IntegratedGpu, index),
+                WgpuDeviceKind::VirtualGpu(index) => (wgpu::DeviceType::VirtualGpu, index),
+                WgpuDeviceKind::Other(index) => (wgpu::DeviceType::Other, index),
+                WgpuDeviceKind::Cpu => (wgpu::DeviceType::Cpu, 0),
+                // The adapter it lands on is chosen at creation.
+                WgpuDeviceKind::DefaultDevice | WgpuDeviceKind::Existing(_) => return None,
+            };
+            let (api, _) = settle(device.backend)?;
+            probe_with(api, |adapters| {
+                let adapter = adapters
+                    .iter()
+                    .filter(|adapter| adapter.get_info().device_type == kind)
+                    .nth(index)?;
+                Some(describe_adapter(adapter))
+            })
+        }
     }
 }
 
@@ -231,15 +271,49 @@ static INSTANCES: Mutex<Vec<(wgpu::Backend, wgpu::Instance)>> = Mutex::new(Vec::
 /// The adapters `backend` has on this machine, asked through an instance limited to it.
 #[cfg(not(target_family = "wasm"))]
 fn probe(backend: wgpu::Backend) -> Vec<wgpu::AdapterInfo> {
+    probe_with(backend, |adapters| {
+        adapters.iter().map(wgpu::Adapter::get_info).collect()
+    })
+}
+
+/// What `adapter` says about its hardware.
+#[cfg(not(target_family = "wasm"))]
+fn describe_adapter(adapter: &wgpu::Adapter) -> DeviceDescription {
+    let info = adapter.get_info();
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => DeviceKind::Discrete,
+        wgpu::DeviceType::IntegratedGpu => DeviceKind::Integrated,
+        wgpu::DeviceType::VirtualGpu => DeviceKind::Virtual,
+        wgpu::DeviceType::Cpu => DeviceKind::Cpu,
+        wgpu::DeviceType::Other => DeviceKind::Other,
+    };
+    let mut description = DeviceDescription::new(info.name.clone(), kind);
+    description.physical = backend::physical_device(adapter, &info);
+    // The driver's name and its own version string, e.g. `NVIDIA` and `580.82.09`; either can
+    // be empty.
+    let driver = [info.driver.trim(), info.driver_info.trim()]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    description.driver_version = (!driver.is_empty()).then_some(driver);
+    description
+}
+
+/// What `inspect` makes of the adapters `backend` has on this machine.
+///
+/// The adapters are only lent: each keeps the instance it came from alive, and that instance
+/// has to be dropped here, under the [`INSTANCES`] lock.
+#[cfg(not(target_family = "wasm"))]
+fn probe_with<R>(backend: wgpu::Backend, inspect: impl FnOnce(&[wgpu::Adapter]) -> R) -> R {
     let _instances = INSTANCES.lock();
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: backend.into(),
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     });
-    future::block_on(instance.enumerate_adapters(backend.into()))
-        .iter()
-        .map(wgpu::Adapter::get_info)
-        .collect()
+    inspect(&future::block_on(
+        instance.enumerate_adapters(backend.into()),
+    ))
 }
 
 /// The graphics API a device on `backend` comes up on.
@@ -612,11 +686,15 @@ pub async fn try_init_setup_async<G: GraphicsApi>(
 /// The runtime name for `backend`, naming the compiler that serves it.
 ///
 /// Read from the same options [`AutoCompiler`] picks its compiler from, so a device that fell
-/// back to WGSL says so.
+/// back to WGSL says so, along with its API: DX12 and Vulkan on one card share a fingerprint.
 fn runtime_name(backend: wgpu::Backend, options: &WgpuCompilationOptions) -> &'static str {
     match backend {
         wgpu::Backend::Vulkan if options.supports_vulkan_compiler => "wgpu<spirv>",
         wgpu::Backend::Metal if options.supports_msl_compiler => "wgpu<msl>",
+        wgpu::Backend::Vulkan => "wgpu<wgsl-vulkan>",
+        wgpu::Backend::Metal => "wgpu<wgsl-metal>",
+        wgpu::Backend::Dx12 => "wgpu<wgsl-dx12>",
+        wgpu::Backend::Gl => "wgpu<wgsl-gl>",
         _ => "wgpu<wgsl>",
     }
 }
@@ -703,9 +781,8 @@ fn try_create_server<C: WgpuCompiler>(
 
     // The adapter's vendor/device pair, which is what `WgpuServer` keys its
     // SPIR-V store on. Reported unconditionally, even in a WGSL-only build that
-    // persists no compiled code: measurement caches (autotune, throughput) are
-    // namespaced by neither vendor nor device, so this string is the only thing
-    // that can tell one adapter's measurements from another's.
+    // persists no compiled code: the measurement caches (autotune, throughput)
+    // are named by it beside the adapter name, which alone is not an identity.
     let fingerprint = format!("spirv_{}_{}", adapter_info.vendor, adapter_info.device);
 
     let mut device_props = DeviceProperties::new(
@@ -720,6 +797,16 @@ fn try_create_server<C: WgpuCompiler>(
         },
     );
 
+    // Metal reports no core count; the GPU's driver states it in the I/O Registry entry the card
+    // is named by.
+    #[cfg(target_os = "macos")]
+    if let Some(entry) =
+        (device_props.identity.physical.as_ref()).and_then(|card| card.registry_entry_id)
+    {
+        device_props.hardware.num_streaming_multiprocessors =
+            cubecl_monitoring::gpu_utilization::gpu_core_count(entry);
+    }
+
     #[cfg(not(all(target_os = "macos", feature = "msl")))]
     {
         if features.contains(wgpu::Features::SUBGROUP)
@@ -732,6 +819,30 @@ fn try_create_server<C: WgpuCompiler>(
     }
 
     backend::register_features(&setup.adapter, &mut device_props, &mut compilation_options);
+
+    // PATCH: remove once wgpu supports `VK_EXT_subgroup_size_control` and this runtime requires
+    // full subgroups, so the adapter commits to an exact width on its own.
+    //
+    // A 32 to 64 plane range with plane ops is AMD RDNA under Vulkan: the driver may compile a
+    // shader wave32 or wave64, so the range is honest and a kernel needing one width rightly
+    // refuses it. On an AMD integrated GPU, though, RADV dispatches these compute shaders wave64
+    // (validated on gfx1151, where a wave32 dispatch would halve every plane sum), so the range
+    // narrows to 64 there. Only on a machine whose GPU is that integrated one, the only machines
+    // it was validated on: discrete RDNA keeps the range.
+    #[cfg(not(target_family = "wasm"))]
+    if device_props
+        .features
+        .plane
+        .contains(cubecl_ir::features::Plane::Ops)
+        && device_props.hardware.plane_size_min == 32
+        && device_props.hardware.plane_size_max == 64
+        && adapter_info.device_type == wgpu::DeviceType::IntegratedGpu
+        && !probe(setup.backend)
+            .iter()
+            .any(|adapter| adapter.device_type == wgpu::DeviceType::DiscreteGpu)
+    {
+        device_props.hardware.plane_size_min = 64;
+    }
 
     #[cfg(any(feature = "spirv", feature = "msl"))]
     if compilation_options.supports_vulkan_compiler || compilation_options.supports_msl_compiler {
@@ -747,6 +858,9 @@ fn try_create_server<C: WgpuCompiler>(
         }
     })?;
 
+    let compiler = C::init(setup.backend, &compilation_options);
+    compiler.limit_properties(&mut device_props);
+
     let logger = alloc::sync::Arc::new(ServerLogger::default());
     let name = runtime_name(setup.backend, &compilation_options);
 
@@ -756,7 +870,7 @@ fn try_create_server<C: WgpuCompiler>(
         ServiceId::of::<WgpuServer<C>>(device_id),
         name,
         device_props,
-        WgpuRuntime::<C>::target_properties(),
+        compiler.target_properties(),
         logger,
         allocator,
     );
@@ -1238,5 +1352,13 @@ mod device_tests {
 
             assert_eq!(<WgpuRuntime>::find_device(device.to_id()), Err(discrete));
         }
+    }
+
+    #[test]
+    fn wgsl_runtime_names_its_api() {
+        let wgsl = WgpuCompilationOptions::default();
+        let vulkan = runtime_name(wgpu::Backend::Vulkan, &wgsl);
+        assert_ne!(vulkan, runtime_name(wgpu::Backend::Gl, &wgsl));
+        assert_ne!(vulkan, runtime_name(wgpu::Backend::Dx12, &wgsl));
     }
 }

@@ -11,7 +11,7 @@ use cubecl_core::{
     WgpuCompilationOptions,
     ir::{AddressType, ElemType, FloatKind, IntKind, UIntKind},
     prelude::{CubeKernel, KernelDefinition, Visibility},
-    server::{IoError, KernelArguments},
+    server::IoError,
 };
 use cubecl_environment::backtrace::BackTrace;
 use cubecl_ir::{AdapterLuid, DeviceProperties, Type, features::*};
@@ -36,13 +36,13 @@ use wgpu::{
     },
 };
 
-use crate::{HostPtr, WgpuCompiler, WgpuMemory, WgpuServer};
+use crate::{HostPtr, WgpuCompiler, WgpuMemory};
 
 mod features;
 
 pub type VkSpirvCompiler = SpirvCompiler;
 
-pub fn bindings(repr: &SpirvKernel, _bindings: &KernelArguments) -> (Vec<Visibility>, usize) {
+pub fn bindings(repr: &SpirvKernel) -> (Vec<Visibility>, usize) {
     match repr.immediate_size {
         Some(immediate_size) => (vec![], immediate_size),
         None => (vec![Visibility::Uniform], 0),
@@ -396,6 +396,9 @@ fn register_features(
     if let Some(largest) = heaps.iter().map(|heap| heap.size).max() {
         props.memory.set_max_memory(largest);
     }
+    // The compute units are hardware too, read here rather than with the properties
+    // `ExtendedFeatures` queries below: a device those checks decline still has them.
+    props.hardware.num_streaming_multiprocessors = compute_units(adapter);
 
     // Can't even query for required features without `PhysicalDeviceFeatures2`
     if ash.instance_api_version() < API_VERSION_1_1
@@ -425,6 +428,7 @@ fn register_features(
     comp_options.vulkan.supports_dp4a = extended_feat
         .shader_integer_dot_product
         .is_some_and(|it| it.shader_integer_dot_product == TRUE);
+    comp_options.vulkan.supports_non_semantic_info = extended_feat.non_semantic_info.is_some();
 
     props.features.plane.insert(Plane::Sync);
     // SPIR-V spells the device scope on the barrier itself: `OpControlBarrier` with a
@@ -509,6 +513,54 @@ fn register_features(
     true
 }
 
+/// The device's compute units, as the vendor extension that states them reports: AMD's active
+/// compute units, NVIDIA's SMs, Arm's shader cores — the unit HIP and CUDA count as their
+/// multiprocessors. `None` where the device exposes none of them, since core Vulkan states no
+/// such count.
+fn compute_units(adapter: &vulkan::Adapter) -> Option<u32> {
+    let instance = adapter.shared_instance();
+    let capabilities = adapter.physical_device_capabilities();
+    // wgpu's instance only carries the core `get_physical_device_properties2`, which needs 1.1.
+    if instance.instance_api_version() < API_VERSION_1_1 {
+        return None;
+    }
+    // A structure is chained only where the device supports its extension: an unknown one in
+    // the chain is invalid usage, not an ignored entry.
+    let has_amd = capabilities.supports_extension(vk::AMD_SHADER_CORE_PROPERTIES2_NAME);
+    let has_nv = capabilities.supports_extension(vk::NV_SHADER_SM_BUILTINS_NAME);
+    let has_arm = capabilities.supports_extension(vk::ARM_SHADER_CORE_BUILTINS_NAME);
+    if !(has_amd || has_nv || has_arm) {
+        return None;
+    }
+    let mut amd = vk::PhysicalDeviceShaderCoreProperties2AMD::default();
+    let mut nv = vk::PhysicalDeviceShaderSMBuiltinsPropertiesNV::default();
+    let mut arm = vk::PhysicalDeviceShaderCoreBuiltinsPropertiesARM::default();
+    let mut properties = vk::PhysicalDeviceProperties2::default();
+    if has_amd {
+        properties = properties.push_next(&mut amd);
+    }
+    if has_nv {
+        properties = properties.push_next(&mut nv);
+    }
+    if has_arm {
+        properties = properties.push_next(&mut arm);
+    }
+    // SAFETY: the instance is 1.1, checked above, and every chained structure's extension is
+    // supported by this physical device.
+    unsafe {
+        instance
+            .raw_instance()
+            .get_physical_device_properties2(adapter.raw_physical_device(), &mut properties);
+    }
+    [
+        amd.active_compute_unit_count,
+        nv.shader_sm_count,
+        arm.shader_core_count,
+    ]
+    .into_iter()
+    .find(|&count| count > 0)
+}
+
 /// The device-local heaps, in the order the driver reports them. Empty when
 /// the driver reports none.
 fn device_local_heaps(instance: &InstanceShared, device: PhysicalDevice) -> Vec<MemoryHeap> {
@@ -559,6 +611,7 @@ fn register_types(props: &mut DeviceProperties, ext_feat: &ExtendedFeatures<'_>)
 
     for ty in default_atomic_types {
         props.register_atomic_type_usage(Type::atomic(ty), AtomicUsage::all());
+        props.register_shared_atomic_type_usage(Type::atomic(ty), AtomicUsage::all());
     }
 
     if ext_feat.core.shader_int64 == TRUE {
@@ -658,6 +711,20 @@ fn register_types(props: &mut DeviceProperties, ext_feat: &ExtendedFeatures<'_>)
         if atomic_float.shader_buffer_float64_atomic_add == TRUE {
             props.register_atomic_type_usage(
                 Type::atomic(ElemType::Float(FloatKind::F64)),
+                AtomicUsage::Add,
+            );
+        }
+        // The shared-memory atomics are features of their own, enabled beside the buffer ones:
+        // the device is created with every feature its query reported.
+        if atomic_float.shader_shared_float32_atomics == TRUE {
+            props.register_shared_atomic_type_usage(
+                Type::atomic(ElemType::Float(FloatKind::F32)),
+                AtomicUsage::LoadStore | AtomicUsage::Exchange,
+            );
+        }
+        if atomic_float.shader_shared_float32_atomic_add == TRUE {
+            props.register_shared_atomic_type_usage(
+                Type::atomic(ElemType::Float(FloatKind::F32)),
                 AtomicUsage::Add,
             );
         }
@@ -844,16 +911,15 @@ fn convert_type(vk_ty: ComponentTypeKHR) -> Option<ElemType> {
 /// Check robustness and compile.
 pub(crate) fn compile<C>(
     dyn_comp: &mut C,
-    server: &mut WgpuServer<C>,
-    kernel: Box<dyn CubeKernel>,
+    kernel: &dyn CubeKernel,
     definition: KernelDefinition,
+    options: &WgpuCompilationOptions,
 ) -> Result<CompiledKernel<C>, CompilationError>
 where
     C: WgpuCompiler<CompilationOptions = WgpuCompilationOptions>,
 {
     log::debug!("Compiling {}", kernel.name());
-    let compiled =
-        CompiledKernel::compile(&*kernel, definition, dyn_comp, &server.compilation_options)?;
+    let compiled = CompiledKernel::compile(kernel, definition, dyn_comp, options)?;
     // SPIR-V reaches the device as an assembled module, never as text, so a
     // precompiled kernel has nothing this path can load.
     if compiled.repr.is_none() {

@@ -1,3 +1,4 @@
+pub(crate) mod artifact;
 pub(crate) mod controller;
 pub(crate) mod copies;
 pub(crate) mod device_poison;
@@ -6,6 +7,7 @@ mod graph;
 mod storage;
 
 pub(super) mod mem_manager;
+pub(crate) mod pipelines;
 pub(super) mod poll;
 pub(super) mod schedule;
 mod server;

@@ -1,12 +1,16 @@
 use super::shader::ComputeShader;
 use crate::compiler::wgsl::{
-    self, EnableFeaturesPass, builtin::LowerBuiltinsPass, lower::LowerOpsWgslPass,
-    metadata::declare_info, rewrite_args, shared_memory_size, types,
+    self, EnableFeaturesPass,
+    builtin::{LowerBuiltinsPass, WorkgroupLayout},
+    lower::LowerOpsWgslPass,
+    metadata::declare_info,
+    rewrite_args, shared_memory_size, types,
 };
 use cubecl_server::kernel::BufferIOAttr;
 
 use cubecl_core::{
     WgpuCompilationOptions,
+    codegen::KernelDump,
     post_processing::{
         checked_io::{CheckedIo, CheckedIoPass},
         minifloat::{
@@ -25,9 +29,10 @@ use cubecl_ir::{
         builtin::ops::{FuncOp, ModuleOp},
         operation::verify_operation,
         opts::{dce::DCEPass, mem2reg::Mem2RegPass},
+        printable::Printable,
     },
-    prelude::{AnalysisManager, NestedOpsPass, Op, OpPass, PMConfig, Pass, Passes},
-    rewrite::SimplifyOpsPass,
+    prelude::{AnalysisManager, NestedOpsPass, Op, OpPass, Pass, Passes},
+    rewrite::{CanonicalizePass, LowerOpsPass, SimplifyOpsPass},
     settings::Dim3,
 };
 use cubecl_opt::passes::{
@@ -39,8 +44,11 @@ use cubecl_server::kernel;
 
 const MAX_VECTOR_SIZE: usize = 4;
 
+#[derive(Clone, Copy)]
 pub struct KernelInfo {
     pub cube_dim: Dim3,
+    /// How the cube is laid out as a workgroup.
+    pub layout: WorkgroupLayout,
 }
 
 /// Wgsl Compiler.
@@ -101,42 +109,30 @@ impl WgslCompiler {
             });
         }
 
-        #[cfg(feature = "pliron-dump")]
-        let ir_printing_dir = kernel_dir_name(&value.settings.kernel_name);
+        let dump = KernelDump::new(&value.settings.kernel_name);
 
         let module = value.body.state().module;
         let entry_func = value.body.state().entry_func;
         let module_op = module.get_operation();
         let mut ctx = value.body.into_context().expect("Should be unique");
         ctx.set_aux_ty(value.info);
-        ctx.set_aux_ty(KernelInfo {
-            cube_dim: value.settings.cube_dim,
-        });
+        let cube_dim = value.settings.cube_dim;
+        let layout = WorkgroupLayout::new(&ctx, module_op, &cube_dim);
+        ctx.set_aux_ty(KernelInfo { cube_dim, layout });
         ctx.set_aux_ty(*compilation_options);
 
-        #[cfg(feature = "pliron-dump")]
-        if let Some(print_dir) = &ir_printing_dir {
-            use pliron::printable::Printable;
-            let str = std::format!("{}", module_op.disp(&ctx));
-            std::fs::write(print_dir.join("initial.plir"), &str).unwrap();
-        }
+        dump.write("initial.plir", || module_op.disp(&ctx).to_string());
 
         verify_operation(module_op, &ctx)?;
         types::check_fp8_lanes(&ctx, module_op)?;
 
-        let config = PMConfig {
-            #[cfg(feature = "pliron-dump")]
-            ir_printing_dir,
-            print_after_all: cfg!(feature = "pliron-dump"),
-            ..Default::default()
-        };
-
         let mut analyses = AnalysisManager::default();
-        analyses.set_config(config);
+        analyses.set_config(dump.pass_config());
 
         let mut passes = OpPass::<ModuleOp, Passes>::default();
         let mut func_passes = OpPass::<FuncOp, Passes>::default();
 
+        func_passes.add_pass(LowerOpsPass::default());
         func_passes.add_pass(SROAPass);
         func_passes.add_pass(CheckedIoPass::new(CheckedIo::new(
             value.settings.execution_mode,
@@ -170,6 +166,7 @@ impl WgslCompiler {
         func_passes.add_pass(SCCPPass);
         func_passes.add_pass(SimpleCSEPass::with_memory());
         func_passes.add_pass(SimplifyOpsPass::default());
+        func_passes.add_pass(CanonicalizePass::default());
         func_passes.add_pass(DCEPass);
 
         passes.add_pass(NestedOpsPass::new(func_passes));
@@ -198,20 +195,84 @@ impl WgslCompiler {
     }
 }
 
-#[cfg(feature = "pliron-dump")]
-pub fn kernel_dir_name(name: &str) -> Option<std::path::PathBuf> {
-    if let Ok(dir) = std::env::var("CUBECL_DEBUG_PLIRON") {
-        let path = sanitize_filename::sanitize_with_options(
-            name,
-            sanitize_filename::Options {
-                replacement: "_",
-                ..Default::default()
-            },
+#[cfg(test)]
+mod tests {
+    use cubecl_core::{self as cubecl, Compiler, prelude::*};
+    use cubecl_ir::{metadata::Info, settings::Dim3};
+
+    use cubecl_server::kernel::KernelDefinition;
+
+    use super::WgslCompiler;
+
+    /// Reads a unit's axes and nothing of its plane.
+    #[cube]
+    fn axes() {
+        let _ = UNIT_POS_X + UNIT_POS_Y + UNIT_POS_Z;
+    }
+
+    /// Reads a unit's axes and its plane.
+    #[cube]
+    fn axes_and_plane() {
+        let _ = UNIT_POS_X + UNIT_POS_Y + UNIT_POS_Z + PLANE_POS;
+    }
+
+    /// Reads a unit's axes and sums over its plane, without reading which plane or lane it is.
+    #[cube]
+    fn axes_and_plane_sum() {
+        let _ = plane_sum(UNIT_POS_X + UNIT_POS_Y + UNIT_POS_Z);
+    }
+
+    /// The `@workgroup_size` line of the WGSL a kernel of `body` compiles to in cubes of
+    /// `cube_dim`.
+    fn workgroup_size(cube_dim: Dim3, body: fn(&Scope)) -> String {
+        let settings = KernelSettings::new(cube_dim, ExecutionMode::Checked, AddressType::U32);
+        let scope = Scope::root(settings.clone());
+        body(&scope);
+        let definition = KernelDefinition {
+            body: scope,
+            settings,
+            info: Info::default(),
+        };
+        let shader = WgslCompiler
+            .compile(definition, &Default::default())
+            .expect("the kernel compiles");
+        shader
+            .to_string()
+            .lines()
+            .find(|line| line.starts_with("@compute"))
+            .expect("an entry point")
+            .to_string()
+    }
+
+    #[test]
+    fn a_cube_spanning_y_without_planes_keeps_its_shape() {
+        assert_eq!(
+            workgroup_size(Dim3::new_3d(8, 4, 2), axes::expand),
+            "@compute @workgroup_size(8, 4, 2)"
         );
-        let dir = std::path::PathBuf::from(dir).join(&path);
-        std::fs::create_dir_all(&dir).unwrap();
-        Some(dir)
-    } else {
-        None
+    }
+
+    #[test]
+    fn a_cube_spanning_y_with_planes_launches_flat() {
+        assert_eq!(
+            workgroup_size(Dim3::new_3d(8, 4, 2), axes_and_plane::expand),
+            "@compute @workgroup_size(64, 1, 1)"
+        );
+    }
+
+    #[test]
+    fn a_cube_spanning_y_with_plane_ops_but_no_plane_ids_keeps_its_shape() {
+        assert_eq!(
+            workgroup_size(Dim3::new_3d(8, 4, 2), axes_and_plane_sum::expand),
+            "@compute @workgroup_size(8, 4, 2)"
+        );
+    }
+
+    #[test]
+    fn a_cube_along_x_with_planes_keeps_its_shape() {
+        assert_eq!(
+            workgroup_size(Dim3::new_1d(64), axes_and_plane::expand),
+            "@compute @workgroup_size(64, 1, 1)"
+        );
     }
 }

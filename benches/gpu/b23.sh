@@ -4,7 +4,8 @@
 # cold. $1 picks the half: a) the default build's second and third start with CubeCL's log (what
 # a second start still compiles or tunes), and burn 0.23 at f16 cold and on a second start;
 # b) PyTorch (SDPA fp32, bf16, bf16 + compile) and burn 0.23 at f32, in the same call; and the
-# second start of both builds with the driver's shader cache folder in place.
+# second start of both builds with the driver's shader cache folder in place; c) burn 0.23 with
+# matmul fusion on (burn's default), at f16 and f32, against the figures of a) and b).
 set -u
 XP_TIMEOUT=230
 . benches/gpu/setup.sh xp xp23
@@ -39,5 +40,11 @@ case "${1:-a}" in
     d=/tmp/cold_b23_gl; mkdir -p $d/datasets $d/gl; cp .dev/tinyshakespeare.txt $d/datasets/
     x b23_gl env XP_CACHE=$d __GL_SHADER_DISK_CACHE_PATH=$d/gl /tmp/xp23 $B --steps 60 --warmup 10
     x b23_gl_second env XP_CACHE=$d __GL_SHADER_DISK_CACHE_PATH=$d/gl /tmp/xp23 $B --steps 60 --warmup 10
+    ;;
+  c)
+    for p in f16 f32; do
+      d=/tmp/cold_b23_fuse_$p; mkdir -p $d/datasets $d/gl; cp .dev/tinyshakespeare.txt $d/datasets/
+      x b23_fuse_$p env XP_CACHE=$d __GL_SHADER_DISK_CACHE_PATH=$d/gl XP_MATMUL_FUSION=on /tmp/xp23 $B --steps 300 --warmup 50 --set hardware.precision=$p
+    done
     ;;
 esac

@@ -164,8 +164,9 @@ const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "nvidia-h100-80gb",
-        // f16 mixed precision trains twice as fast there (308k against 154k tokens/s for
-        // shakespeare-char) with the loss of f32 (docs/benchmarks.md, the precision check).
+        // f16 mixed precision trains 2.3 times as fast there (374k against 161k tokens/s for
+        // shakespeare-char, burn 0.23) with the loss of f32 (docs/benchmarks.md, the precision
+        // check).
         description: "One NVIDIA H100, 80 GB (through Vulkan, f16 mixed precision)",
         device_order: &[DeviceKind::Vulkan, DeviceKind::Cpu],
         memory_gb: Some(80.0),

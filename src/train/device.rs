@@ -5,7 +5,7 @@ use std::sync::{Mutex, OnceLock};
 use burn::tensor::wgpu::{WgpuBackend, wgpu};
 use burn::tensor::{Device, DeviceKind as BurnDeviceKind};
 
-use crate::manifest::{DeviceChoice, DeviceKind, HardwareConfig};
+use crate::manifest::{DeviceChoice, DeviceKind, HardwareConfig, Precision};
 
 /// The device a run got, and how to describe it in the run's record.
 pub struct Selected {
@@ -98,6 +98,7 @@ fn wgpu_device(
     backends: wgpu::Backends,
     allow_software: bool,
     index: Option<u32>,
+    precision: Precision,
 ) -> Result<Selected, String> {
     let label = if api == WgpuBackend::Metal {
         "metal"
@@ -156,7 +157,7 @@ fn wgpu_device(
             adapter: name.clone(),
         });
     }
-    configure_fusion();
+    configure_fusion(precision);
     let device = Device::wgpu_options()
         .device_kind(adapter.kind.clone())
         .graphics_api(api)
@@ -188,32 +189,40 @@ fn backend_name(api: &str, device: &Device) -> String {
     }
 }
 
-/// Whether burn's fusion may merge matrix products with the element-wise work after them.
-/// Where no tensor-core kernel compiles (WGSL), its fused products run several times slower
-/// than the plain product of the same shape, and its autotune never measures the plain one
-/// against them (burn-cubecl-fusion 0.22.1, `optim/matmul/tune.rs`: the unfused fallback
-/// ranks lowest in its group for large products, and a group that returns a result ends the
-/// search). Without it, products take burn's own matmul autotune; element-wise fusion stays.
-/// `XP_MATMUL_FUSION=on|off` overrides the default (a lever for benchmarks); it applies to
-/// the whole process, so it is set before the first wgpu device starts.
-pub const MATMUL_FUSION_DEFAULT: bool = false;
+/// Whether burn's fusion may merge matrix products with the element-wise work after them, by
+/// the precision of the first run that starts a wgpu device in this process (the setting is
+/// burn's, process-wide, and must be made before a device starts). Measured on one H100
+/// (docs/benchmarks.md): with f32 products the fused ones are slower than the plain product
+/// of the same shape (WGSL +7.4% and SPIR-V +7.8% tokens/s with it off: no tensor-core kernel
+/// takes them, and burn-cubecl-fusion's autotune, `optim/matmul/tune.rs`, never measures the
+/// plain product against them for large products); with f16 products on tensor cores the
+/// fused ones are faster (SPIR-V +10.8% with it on, burn 0.23). Without it, products take
+/// burn's own matmul autotune; element-wise fusion stays either way. `XP_MATMUL_FUSION=on|off`
+/// overrides the choice (a lever for benchmarks).
+pub fn matmul_fusion_default(precision: Precision) -> bool {
+    match precision {
+        Precision::F32 => false,
+        Precision::F16 | Precision::Bf16 => true,
+    }
+}
 
-fn configure_fusion() {
+fn configure_fusion(precision: Precision) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let fuse = match std::env::var("XP_MATMUL_FUSION").as_deref() {
             Ok("on") => true,
             Ok("off") => false,
-            _ => MATMUL_FUSION_DEFAULT,
+            _ => matmul_fusion_default(precision),
         };
         if fuse {
+            tracing::debug!("matmul fusion on ({precision} products)");
             return;
         }
         let matmul = burn_cubecl::fusion::BUILTIN_NAMES
             .iter()
             .find(|n| n.eq_ignore_ascii_case("matmul"));
         match matmul.map(|name| burn_cubecl::fusion::remove(name)) {
-            Some(Ok(())) => tracing::debug!("matmul fusion off"),
+            Some(Ok(())) => tracing::debug!("matmul fusion off ({precision} products)"),
             Some(Err(e)) => tracing::warn!("matmul fusion stays on: {e}"),
             None => tracing::warn!("burn has no matmul fusion to turn off"),
         }
@@ -233,14 +242,31 @@ fn cpu() -> Selected {
     }
 }
 
-fn try_kind(kind: DeviceKind, explicit: bool, index: Option<u32>) -> Result<Selected, String> {
+fn try_kind(
+    kind: DeviceKind,
+    explicit: bool,
+    index: Option<u32>,
+    precision: Precision,
+) -> Result<Selected, String> {
     match kind {
         DeviceKind::Cpu => Ok(cpu()),
         DeviceKind::Vulkan => {
-            wgpu_device(WgpuBackend::Vulkan, wgpu::Backends::VULKAN, explicit, index)
+            wgpu_device(
+                WgpuBackend::Vulkan,
+                wgpu::Backends::VULKAN,
+                explicit,
+                index,
+                precision,
+            )
         }
         DeviceKind::Metal if cfg!(target_os = "macos") => {
-            wgpu_device(WgpuBackend::Metal, wgpu::Backends::METAL, explicit, index)
+            wgpu_device(
+                WgpuBackend::Metal,
+                wgpu::Backends::METAL,
+                explicit,
+                index,
+                precision,
+            )
         }
         DeviceKind::Metal => Err("Metal exists only on macOS".into()),
         // Only a run stored by an older xp can ask for it: manifests cannot.
@@ -261,11 +287,11 @@ pub fn select(hardware: &HardwareConfig, index: Option<u32>) -> Result<Selected,
         DeviceChoice::Cuda => Some(DeviceKind::Cuda),
     };
     if let Some(kind) = explicit {
-        return try_kind(kind, true, index).map_err(NoDevice);
+        return try_kind(kind, true, index, hardware.precision).map_err(NoDevice);
     }
     let mut tried = Vec::new();
     for &kind in &hardware.device_order {
-        match try_kind(kind, false, index) {
+        match try_kind(kind, false, index, hardware.precision) {
             Ok(selected) => return Ok(selected),
             Err(why) => {
                 tracing::info!("device {kind:?} skipped: {why}");

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Issue 13, item 5, and the second start: xp built against burn 0.23.0-pre.1 (.dev/xp23.xz, from
-# the burn-0.23 branch) beside the default build (.dev/xp.xz), on one H100, every configuration
-# cold. $1 picks the half: a) the default build's second and third start with CubeCL's log (what
-# a second start still compiles or tunes), and burn 0.23 at f16 cold and on a second start;
+# Issue 13, item 5, and the second start: xp built against burn 0.23.0-pre.1 (.dev/xp23.xz: the
+# tree of commit b3325c8, which moved to it) beside the burn 0.22.1 default build (.dev/xp.xz:
+# commit 2751eb1), on one H100, every configuration cold. $1 picks the part: a) the 0.22
+# build's second and third start with CubeCL's log (what a second start still compiles or
+# tunes), and burn 0.23 at f16 cold and on a second start;
 # b) PyTorch (SDPA fp32, bf16, bf16 + compile) and burn 0.23 at f32, in the same call; and the
 # second start of both builds with the driver's shader cache folder in place; c) burn 0.23 with
 # matmul fusion on (burn's default), at f16 and f32, against the figures of a) and b).

@@ -250,24 +250,20 @@ fn try_kind(
 ) -> Result<Selected, String> {
     match kind {
         DeviceKind::Cpu => Ok(cpu()),
-        DeviceKind::Vulkan => {
-            wgpu_device(
-                WgpuBackend::Vulkan,
-                wgpu::Backends::VULKAN,
-                explicit,
-                index,
-                precision,
-            )
-        }
-        DeviceKind::Metal if cfg!(target_os = "macos") => {
-            wgpu_device(
-                WgpuBackend::Metal,
-                wgpu::Backends::METAL,
-                explicit,
-                index,
-                precision,
-            )
-        }
+        DeviceKind::Vulkan => wgpu_device(
+            WgpuBackend::Vulkan,
+            wgpu::Backends::VULKAN,
+            explicit,
+            index,
+            precision,
+        ),
+        DeviceKind::Metal if cfg!(target_os = "macos") => wgpu_device(
+            WgpuBackend::Metal,
+            wgpu::Backends::METAL,
+            explicit,
+            index,
+            precision,
+        ),
         DeviceKind::Metal => Err("Metal exists only on macOS".into()),
         // Only a run stored by an older xp can ask for it: manifests cannot.
         DeviceKind::Cuda => {

@@ -141,35 +141,29 @@ impl Store {
 
     /// Opens an existing store without creating one.
     pub fn open_existing(path: &Path) -> Result<Store> {
+        let conn = Self::connect_existing(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        Self::prepare(conn, path, false)
+    }
+
+    /// A connection to a store that must already exist, on a local filesystem, opened with
+    /// `access` (read-write or read-only).
+    fn connect_existing(path: &Path, access: OpenFlags) -> Result<Connection> {
         if !path.exists() {
             return Err(Error::Missing { path: path.into() });
         }
         Self::refuse_network(path)?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
+        let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
             path: path.into(),
             source,
-        })?;
-        Self::prepare(conn, path, false)
+        })
     }
 
     /// Opens an existing store for reading only: SQLite refuses every write on this connection,
     /// and in WAL mode its reads never block a writer. The store must be at this xp's schema
     /// version (a writing command upgrades it).
     pub fn open_read_only(path: &Path) -> Result<Store> {
-        if !path.exists() {
-            return Err(Error::Missing { path: path.into() });
-        }
-        Self::refuse_network(path)?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
-            path: path.into(),
-            source,
-        })?;
+        let conn = Self::connect_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -314,13 +314,7 @@ impl<'j, 'r> Trainer<'j, 'r> {
                     .map(|a| a.inner()),
             );
         }
-        let values: Vec<f64> = Tensor::cat(logged, 0)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default()
-            .into_iter()
-            .map(f64::from)
-            .collect();
+        let values = read_f64s(Tensor::cat(logged, 0));
         let (Some(&loss), Some(&grad_norm)) = (values.first(), values.get(1)) else {
             return Err(Error::Recording(
                 "the device returned no loss value".to_string(),
@@ -427,16 +421,10 @@ impl<'j, 'r> Trainer<'j, 'r> {
     fn checkpoint(&mut self, model: &Gpt, val_loss: Option<f64>) -> Result<(), Error> {
         // The loss scale goes with the weights: a resumed f16 run scales as it would have.
         if let Some(ls) = &self.loss_scale {
-            let values: Vec<f64> = Tensor::cat(
+            let values = read_f64s(Tensor::cat(
                 vec![ls.scale.clone(), ls.clean.clone(), ls.overflows.clone()],
                 0,
-            )
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default()
-            .into_iter()
-            .map(f64::from)
-            .collect();
+            ));
             if let [scale, clean, overflows] = values[..] {
                 self.state.loss_scale = Some((scale, clean as u64, overflows as u64));
             }
@@ -460,4 +448,14 @@ fn stepped_alpha(config: &Config, step: u64) -> f64 {
     } else {
         1.0
     }
+}
+
+/// A small tensor's values on the host, in one read-back (empty if it cannot be read as f32).
+fn read_f64s(t: Tensor<1>) -> Vec<f64> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(f64::from)
+        .collect()
 }

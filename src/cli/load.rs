@@ -20,9 +20,14 @@ pub fn load_and_plan(
         d.sort();
         return Err(manifest::Error::Invalid(d).into());
     }
-    let machine = manifest::profiles::Machine::detect();
+    let machine = machine();
     let plan = sweep::plan(&loaded, &overrides, &machine).map_err(manifest::Error::Invalid)?;
     Ok((loaded, overrides, plan))
+}
+
+/// This machine as profiles see it: CPU, RAM and its GPUs with their drivers' figures.
+pub fn machine() -> manifest::profiles::Machine {
+    manifest::profiles::Machine::detect().with_gpus(crate::train::device::gpus())
 }
 
 /// Parses a `--where` expression and compiles it to SQL, or says where it is wrong.

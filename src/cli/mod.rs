@@ -138,7 +138,20 @@ fn init_logging(color: bool) {
 }
 
 /// Runs xp with the process's arguments; returns the exit code.
+/// Mesa's device-select Vulkan layer connects to the Wayland and X displays to put the
+/// desktop's GPU first, and on every machine without a display (servers, CI) prints
+/// `XDG_RUNTIME_DIR is invalid` to stderr each time a Vulkan instance starts — which xp does to
+/// find the GPUs for profiles. xp orders GPUs itself (`Machine::hardware_gpus`), so the layer
+/// is turned off unless the user set `NODEVICE_SELECT` themselves.
+fn quiet_vulkan_layers() {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: called first thing in `main`, before xp starts any thread.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 pub fn main() -> ExitCode {
+    quiet_vulkan_layers();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

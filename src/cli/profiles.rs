@@ -21,7 +21,7 @@ pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
         Some(path) => manifest::load(path)?.manifest.profiles,
         None => BTreeMap::new(),
     };
-    let machine = profiles::Machine::detect();
+    let machine = super::load::machine();
     let all = match profiles::all(&defs, &machine) {
         Ok(all) => all,
         Err(e) => return Err(super::Error::Usage(e.to_string())),
@@ -82,6 +82,27 @@ pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
         Format::Csv => write_csv(&mut out, &header, &rows)?,
         Format::Table => {
             write_table(&mut out, header, rows)?;
+            if !machine.gpus.is_empty() {
+                writeln!(out, "GPUs found:")?;
+            }
+            for (i, g) in machine.gpus.iter().enumerate() {
+                let memory = match g.memory_gb {
+                    Some(gb) => format!("{gb} GB ({})", g.memory_source),
+                    None => g.memory_source.clone(),
+                };
+                writeln!(
+                    out,
+                    "  {i}: {} [{:?}, {}, {:?}, driver {} {}] f16 {}, cooperative matrices {}, memory {memory}",
+                    g.name,
+                    g.vendor,
+                    g.api,
+                    g.kind,
+                    g.driver,
+                    g.driver_info,
+                    if g.shader_f16 { "yes" } else { "no" },
+                    if g.cooperative_matrix { "yes" } else { "no" },
+                )?;
+            }
             writeln!(out, "auto → {auto}: {why}")?;
         }
     }

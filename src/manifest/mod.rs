@@ -3,6 +3,7 @@
 pub mod check;
 pub mod diagnostic;
 pub mod layers;
+pub mod machine;
 pub mod presets;
 pub mod profiles;
 pub mod schema;

@@ -170,6 +170,22 @@ impl Unit {
     }
 }
 
+impl std::fmt::Display for Unit {
+    /// As the manifest spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unit::Mlp => "mlp",
+            Unit::Glu => "glu",
+            Unit::Gtu => "gtu",
+            Unit::Swish => "swish",
+            Unit::Reglu => "reglu",
+            Unit::Gelu => "gelu",
+            Unit::Mish => "mish",
+            Unit::Silu => "silu",
+        })
+    }
+}
+
 /// Gate strength α.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(untagged)]

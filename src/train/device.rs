@@ -64,6 +64,54 @@ fn adapters(backends: wgpu::Backends) -> Vec<Adapter> {
         .collect()
 }
 
+/// The GPUs wgpu finds here (Metal on a Mac, Vulkan elsewhere; software adapters too), as
+/// their adapters describe themselves; memory is the caller's to fill in from the drivers.
+pub fn gpus() -> Vec<crate::manifest::profiles::Gpu> {
+    use crate::manifest::profiles::{Gpu, GpuType, Vendor};
+    let backends = if cfg!(target_os = "macos") {
+        wgpu::Backends::METAL
+    } else {
+        wgpu::Backends::VULKAN
+    };
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = backends;
+    let instance = wgpu::Instance::new(descriptor);
+    burn::cubecl::future::block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .map(|a| {
+            let info = a.get_info();
+            let features = a.features();
+            let coop = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+                && !a.cooperative_matrix_properties().is_empty();
+            Gpu {
+                vendor: Vendor::of(info.vendor, &info.name),
+                vendor_id: info.vendor,
+                device_id: info.device,
+                kind: match info.device_type {
+                    wgpu::DeviceType::DiscreteGpu => GpuType::Discrete,
+                    wgpu::DeviceType::IntegratedGpu => GpuType::Integrated,
+                    wgpu::DeviceType::VirtualGpu => GpuType::Virtual,
+                    wgpu::DeviceType::Cpu => GpuType::Software,
+                    wgpu::DeviceType::Other => GpuType::Other,
+                },
+                api: match info.backend {
+                    wgpu::Backend::Metal => "metal".into(),
+                    _ => "vulkan".into(),
+                },
+                driver: info.driver,
+                driver_info: info.driver_info,
+                pci_bus: info.device_pci_bus_id,
+                shader_f16: features.contains(wgpu::Features::SHADER_F16),
+                cooperative_matrix: coop,
+                max_buffer_gb: a.limits().max_buffer_size as f64 / 1e9,
+                memory_gb: None,
+                memory_source: String::new(),
+                name: info.name,
+            }
+        })
+        .collect()
+}
+
 /// How many hardware GPUs wgpu finds here through Vulkan (or Metal on a Mac): what workers
 /// are spread over when no device list is given.
 pub fn gpu_count() -> usize {
@@ -151,13 +199,29 @@ fn wgpu_device(
         .iter()
         .find(|(a, k, _, _)| *a == api && *k == adapter.kind)
     {
+        let backend = backend_name(label, device);
+        if precision == Precision::F32 && backend.ends_with("-spirv") {
+            return Err(format!(
+                "{label} adapter {name} was started in this process for f16/bf16 work, with its                  kernels compiled to SPIR-V, where f32 products are wrong for some shapes                  (docs/gpu-bugs.md); train f32 runs in a process of their own (e.g. `xp run                  --jobs 2`, or a separate `xp run`)"
+            ));
+        }
         return Ok(Selected {
-            backend: backend_name(label, device),
+            backend,
             device: device.clone(),
             adapter: name.clone(),
         });
     }
     configure_fusion(precision);
+    // f32 products compiled to SPIR-V come out wrong on NVIDIA GPUs for some shapes
+    // (cubek's unit and gemm matmuls; docs/gpu-bugs.md), while the same kernels compiled to
+    // WGSL match the CPU and are as fast in f32 (no tensor cores either way). f16/bf16
+    // products need SPIR-V for cooperative matrices and were checked right there
+    // (`xp bench conformance`). The compiler is the device's for the whole process.
+    // `XP_SPIRV_F32=1` keeps SPIR-V for f32 too: for checking whether a newer burn fixed it.
+    #[cfg(feature = "spirv")]
+    cubecl_wgpu::vulkan::prefer_wgsl(
+        precision == Precision::F32 && std::env::var("XP_SPIRV_F32").as_deref() != Ok("1"),
+    );
     let device = Device::wgpu_options()
         .device_kind(adapter.kind.clone())
         .graphics_api(api)
@@ -209,6 +273,29 @@ pub fn matmul_fusion_default(precision: Precision) -> bool {
 fn configure_fusion(precision: Precision) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        // `XP_FUSION_OFF=reducebroadcasted,elementwise` turns off burn's fusions by name (a
+        // lever for finding which fused kernel is wrong or slow; names as burn spells them in
+        // `BUILTIN_NAMES`, any case).
+        for wanted in std::env::var("XP_FUSION_OFF")
+            .unwrap_or_default()
+            .split(',')
+        {
+            let wanted = wanted.trim();
+            if wanted.is_empty() {
+                continue;
+            }
+            let name = burn_cubecl::fusion::BUILTIN_NAMES
+                .iter()
+                .find(|n| n.eq_ignore_ascii_case(wanted));
+            match name.map(|n| (n, burn_cubecl::fusion::remove(n))) {
+                Some((n, Ok(()))) => tracing::info!("fusion {n} off (XP_FUSION_OFF)"),
+                Some((n, Err(e))) => tracing::warn!("fusion {n} stays on: {e}"),
+                None => tracing::warn!(
+                    "XP_FUSION_OFF: burn has no fusion `{wanted}` (it has {})",
+                    burn_cubecl::fusion::BUILTIN_NAMES.join(", ")
+                ),
+            }
+        }
         let fuse = match std::env::var("XP_MATMUL_FUSION").as_deref() {
             Ok("on") => true,
             Ok("off") => false,

@@ -2,6 +2,7 @@
 //! and a summary out, through a [`Recorder`] the caller provides.
 
 mod checkpoint;
+pub mod conformance;
 pub mod device;
 pub mod model;
 mod optim;
@@ -17,7 +18,7 @@ use crate::summary::Summary;
 use crate::sweep::RunSpec;
 pub use checkpoint::{CheckpointState, load_state, verify as verify_checkpoint};
 pub use optim::{cosine_alpha, learning_rate};
-pub use sample::{Sampling, sample};
+pub use sample::{Generator, Sampling, sample};
 
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]

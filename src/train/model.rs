@@ -287,7 +287,11 @@ impl Gpt {
 
     /// Mean cross-entropy of the next-token predictions, a [1] tensor.
     pub fn loss(&self, ids: Tensor<2, Int>, targets: Tensor<2, Int>, alpha: f64) -> Tensor<1> {
-        let logits = self.forward(ids, alpha);
+        Self::loss_of(self.forward(ids, alpha), targets)
+    }
+
+    /// Mean cross-entropy of logits [batch, time, vocab] against targets [batch, time].
+    pub fn loss_of(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
         let [b, t, v] = logits.dims();
         let log_probs = log_softmax(logits.reshape([b * t, v]), 1);
         let picked = log_probs.gather(1, targets.reshape([b * t, 1]));

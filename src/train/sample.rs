@@ -1,12 +1,16 @@
-//! Text generation from a checkpoint: temperature and top-k sampling.
+//! Text generation from a checkpoint: next-token logits from the model, temperature and top-k
+//! sampling.
 
 use std::path::Path;
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::model::Gpt;
+use super::trainer::stepped_alpha;
 use super::{Error, checkpoint, configure_cubecl, device};
+use crate::data::TextTokenizer;
 use crate::manifest::Config;
 
 /// How to sample.
@@ -19,6 +23,75 @@ pub struct Sampling {
     pub seed: u64,
 }
 
+/// A model ready to continue text on one device.
+pub struct Generator {
+    model: Gpt,
+    device: Device,
+    /// α in force at the checkpoint's step: a cosine-α run is sampled as it was evaluated
+    /// there, not at α = 1.
+    alpha: f64,
+    /// Forward every context padded to the block size: one shape for the whole sample, so a
+    /// GPU compiles and tunes its kernels once instead of once per new length. Causal
+    /// attention makes the padding invisible to the last real position. The CPU backend
+    /// gains nothing from it and would do up to `block_size` times the work.
+    padded: bool,
+    pub tokenizer: TextTokenizer,
+}
+
+impl Generator {
+    /// Loads the checkpoint in `dir` onto `device`.
+    pub fn load(config: &Config, dir: &Path, device: &Device) -> Result<Generator, Error> {
+        let (state, tokenizer) = checkpoint::load_state(dir)?;
+        let model = checkpoint::load_model(dir, &config.model, tokenizer.vocab_size(), device)?;
+        let padded = match std::env::var("XP_SAMPLE_PADDED").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => !matches!(device.as_dispatch(), burn_dispatch::DispatchDevice::Flex(_)),
+        };
+        Ok(Generator {
+            model,
+            device: device.clone(),
+            alpha: stepped_alpha(config, state.step.saturating_sub(1)),
+            padded,
+            tokenizer,
+        })
+    }
+
+    /// Logits of the token after `context` (its last `block_size` tokens).
+    pub fn next_logits(&self, context: &[u32]) -> Vec<f32> {
+        let block = self.model.block_size();
+        let context = &context[context.len().saturating_sub(block)..];
+        let n = context.len();
+        let mut ids: Vec<i64> = context.iter().map(|&i| i as i64).collect();
+        if self.padded {
+            ids.resize(block, 0);
+        }
+        let len = ids.len();
+        let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, len]), &self.device);
+        let logits = self.model.forward(x, self.alpha);
+        let [_, _, v] = logits.dims();
+        logits
+            .slice([0..1, n - 1..n, 0..v])
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default()
+    }
+
+    /// Token ids continuing `prompt` (the prompt's own ids first).
+    pub fn generate(&self, prompt: &[u32], how: &Sampling) -> Vec<u32> {
+        let mut ids = prompt.to_vec();
+        if ids.is_empty() {
+            ids.push(0);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(how.seed);
+        for _ in 0..how.tokens {
+            let logits = self.next_logits(&ids);
+            ids.push(pick(&logits, how.temperature, how.top_k, &mut rng) as u32);
+        }
+        ids
+    }
+}
+
 /// Generates text after `prompt` from the checkpoint in `checkpoint_dir`.
 pub fn sample(
     config: &Config,
@@ -27,44 +100,27 @@ pub fn sample(
     how: &Sampling,
 ) -> Result<String, Error> {
     configure_cubecl();
-    let state = checkpoint::load_state(checkpoint_dir)?;
-    let tokenizer = state.1;
-    let selected = device::select(&config.hardware, None)?;
-    let device = selected.device;
-    let model = checkpoint::load_model(
-        checkpoint_dir,
-        &config.model,
-        tokenizer.vocab_size(),
-        &device,
-    )?;
-    let mut ids: Vec<u32> = tokenizer.encode(prompt);
-    if ids.is_empty() {
-        ids.push(0);
-    }
-    let prompt_len = ids.len();
-    let mut rng = ChaCha8Rng::seed_from_u64(how.seed);
-    let block = model.block_size();
-    for _ in 0..how.tokens {
-        let context: Vec<i64> = ids[ids.len().saturating_sub(block)..]
-            .iter()
-            .map(|&i| i as i64)
-            .collect();
-        let n = context.len();
-        let x = Tensor::<2, Int>::from_data(TensorData::new(context, [1, n]), &device);
-        let logits = model.forward(x, 1.0);
-        let [_, _, v] = logits.dims();
-        let last: Vec<f32> = logits
-            .slice([0..1, n - 1..n, 0..v])
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
-        ids.push(pick(&last, how.temperature, how.top_k, &mut rng) as u32);
-    }
-    Ok(tokenizer.decode(&ids[prompt_len..]))
+    // Sampling computes in f32 whatever the run trained in, and the precision chooses the
+    // device's shader compiler (`device::select`).
+    let hardware = crate::manifest::HardwareConfig {
+        precision: crate::manifest::Precision::F32,
+        ..config.hardware.clone()
+    };
+    let selected = device::select(&hardware, None)?;
+    let generator = Generator::load(config, checkpoint_dir, &selected.device)?;
+    let prompt_ids = generator.tokenizer.encode(prompt);
+    let start = prompt_ids.len().max(1);
+    let ids = generator.generate(&prompt_ids, how);
+    Ok(generator.tokenizer.decode(&ids[start..]))
 }
 
 /// Samples an index from logits with temperature and top-k.
-fn pick(logits: &[f32], temperature: f64, top_k: Option<usize>, rng: &mut ChaCha8Rng) -> usize {
+pub(super) fn pick(
+    logits: &[f32],
+    temperature: f64,
+    top_k: Option<usize>,
+    rng: &mut ChaCha8Rng,
+) -> usize {
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
     if temperature <= 0.0 || !temperature.is_finite() {

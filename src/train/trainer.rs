@@ -442,7 +442,7 @@ impl<'j, 'r> Trainer<'j, 'r> {
 }
 
 /// The α a scheduled unit uses at `step`; 1 (unused) for the others.
-fn stepped_alpha(config: &Config, step: u64) -> f64 {
+pub(super) fn stepped_alpha(config: &Config, step: u64) -> f64 {
     if matches!(config.model.ffn.alpha, Alpha::Mode(AlphaMode::Cosine)) {
         cosine_alpha(step, config.train.steps)
     } else {

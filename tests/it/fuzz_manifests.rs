@@ -289,7 +289,7 @@ fn no_manifest_makes_validation_panic() {
         cpu: "test".into(),
         cores: 2,
         ram_gb: 24.0,
-        nvidia_gpu: None,
+        gpus: Vec::new(),
     };
     let mutated = (0..seeds.len(), proptest::collection::vec(edit(), 1..8))
         .prop_map(move |(s, edits)| apply(seeds[s].clone(), &edits));

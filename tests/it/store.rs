@@ -136,11 +136,17 @@ fn profiles_and_completions() {
     assert_eq!(
         names,
         [
+            "amd",
             "apple-m4-24gb",
             "apple-m4-32gb",
             "apple-m5-32gb",
+            "apple-silicon",
             "cpu",
-            "nvidia-h100-80gb"
+            "gpu",
+            "intel",
+            "nvidia",
+            "nvidia-h100-80gb",
+            "nvidia-h200"
         ]
     );
     let (code, table, _) =

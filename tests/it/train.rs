@@ -405,3 +405,61 @@ fn bench_train_reports_speed_on_the_cpu_backend() {
         "a benchmark records nothing"
     );
 }
+
+#[test]
+fn the_conformance_check_passes_on_lavapipe() {
+    if !crate::common::vulkan_available("the_conformance_check_passes_on_lavapipe") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.csv");
+    let table = dir.path().join("table.md");
+    let (code, stdout, stderr) = output(
+        xp(&dir.path().join("unused.db"))
+            .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
+            .env("XP_CACHE", dir.path().join("cache"))
+            .args([
+                "bench",
+                "conformance",
+                "--device",
+                "vulkan",
+                "--preset",
+                "tiny",
+                "--quick",
+                "--lengths=1,63,64",
+                "--precision",
+                "f32",
+                "--cases",
+            ])
+            .arg(&cases)
+            .arg("--out")
+            .arg(&table),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let csv = std::fs::read_to_string(&cases).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    // Every quick length of the tiny model (≤ 64), each op, logits and loss; every unit;
+    // gradients.
+    for needle in [
+        "op q·kᵀ,\"dim 64, 4 heads\",glu,f32,1,63,",
+        "op weights·v,\"dim 64, 4 heads\",glu,f32,3,64,",
+        "op masked softmax,\"dim 64, 4 heads\",glu,f32,1,64,",
+        "op linear ffn in,\"dim 64, 4 heads\",glu,f32,7,64,",
+        "logits,\"tiny\",glu,f32,1,1,",
+        "logits,\"tiny\",mish,f32,1,64,",
+        "gradients,\"tiny\",swish,f32,3,64,",
+        "gradients,\"tiny\",glu,f32,7,64,",
+    ] {
+        assert!(
+            rows.iter().any(|r| r.starts_with(needle)),
+            "{needle}\n{csv}"
+        );
+    }
+    assert!(rows.iter().all(|r| r.contains(",pass,")), "{csv}");
+    let md = std::fs::read_to_string(&table).unwrap();
+    assert!(
+        md.contains("| logits | tiny | glu | f32 | 1 | 1, 63, 64 |"),
+        "{md}"
+    );
+    assert_eq!(stdout, md);
+}

@@ -1,6 +1,7 @@
 //! `xp bench`: measurements of xp itself — the run store's ingest and size (`store`), training
 //! speed of one configuration (`train`) and the dashboard's speed (`ui`).
 
+mod conformance;
 mod store;
 mod train;
 mod ui;
@@ -8,7 +9,7 @@ mod ui;
 use std::path::Path;
 
 use super::{Context, Result};
-use crate::manifest::{self, profiles::Machine};
+use crate::manifest;
 use crate::sweep;
 
 #[derive(Debug, clap::Args)]
@@ -24,6 +25,10 @@ enum What {
     /// Train a model preset for a few steps and report its speed: tokens/s, step time,
     /// first-step time, peak memory, backend and adapter.
     Train(train::Args),
+    /// Check the GPU against the CPU: logits, loss and gradients of xp's model at every
+    /// sequence length and at odd shapes, the attention's kernels one by one, and greedy text
+    /// from a trained checkpoint. Exit 1 if any case is outside its tolerance.
+    Conformance(conformance::Args),
     /// Time the dashboard on a large store: the runs table, a 100,000-step curve, and the
     /// first page in headless Chromium (when chromium and chromedriver are installed).
     Ui(ui::Args),
@@ -34,6 +39,7 @@ pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
         What::Store(a) => store::run(a),
         What::Train(a) => train::run(a),
         What::Ui(a) => ui::run(a),
+        What::Conformance(a) => conformance::run(a),
     }
 }
 
@@ -50,7 +56,8 @@ fn plan(name: &str, manifest: &impl serde::Serialize, sets: &[String]) -> Result
         d.extend(problems);
         return Err(manifest::Error::Invalid(d).into());
     }
-    Ok(sweep::plan(&loaded, &overrides, &Machine::detect()).map_err(manifest::Error::Invalid)?)
+    Ok(sweep::plan(&loaded, &overrides, &super::load::machine())
+        .map_err(manifest::Error::Invalid)?)
 }
 
 #[cfg(test)]

@@ -98,6 +98,16 @@ fn wgsl_only(adapter: &vulkan::Adapter) -> bool {
     adapter.physical_device_capabilities().properties().device_type
         == vk::PhysicalDeviceType::CPU
         || std::env::var_os("CUBECL_WGPU_WGSL").is_some_and(|v| v == "1")
+        || PREFER_WGSL.load(core::sync::atomic::Ordering::SeqCst)
+}
+
+static PREFER_WGSL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// xp: compile the kernels of Vulkan devices started from now on to WGSL, whatever the
+/// adapter supports (vendor/cubecl-wgpu/XP-PATCH.md: f32 products compiled to SPIR-V are wrong
+/// on NVIDIA for some shapes).
+pub fn prefer_wgsl(wgsl: bool) {
+    PREFER_WGSL.store(wgsl, core::sync::atomic::Ordering::SeqCst);
 }
 
 /// Request device with required features, plus CMMA if available.

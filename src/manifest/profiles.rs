@@ -208,7 +208,7 @@ const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "nvidia-h200",
-        description: "One NVIDIA H200, 141 GB (through Vulkan, f16 mixed precision; measured)",
+        description: "One NVIDIA H200, 141 GB (through Vulkan, f16 mixed precision; checked against the CPU)",
         device_order: GPU_ORDER,
         basis: Basis::Fixed {
             memory_gb: 141.0,

@@ -126,7 +126,12 @@ impl Machine {
 
     /// Adds the adapters wgpu found, with their memory from the drivers' own figures.
     pub fn with_gpus(mut self, mut gpus: Vec<Gpu>) -> Machine {
-        let smi = nvidia_smi();
+        // Only where there is an NVIDIA GPU: planning runs this, and a process start is not free.
+        let smi = gpus
+            .iter()
+            .any(|g| g.vendor == Vendor::Nvidia)
+            .then(nvidia_smi)
+            .flatten();
         let sources = MemorySources {
             nvidia_smi: smi.as_deref(),
             sysfs: Path::new("/sys/bus/pci/devices"),

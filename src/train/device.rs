@@ -30,11 +30,25 @@ struct Adapter {
     kind: BurnDeviceKind,
 }
 
-fn adapters(backends: wgpu::Backends) -> Vec<Adapter> {
+/// The adapters of `backends` wgpu finds here, in its order.
+fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
     descriptor.backends = backends;
     let instance = wgpu::Instance::new(descriptor);
-    let found = burn::cubecl::future::block_on(instance.enumerate_adapters(backends));
+    burn::cubecl::future::block_on(instance.enumerate_adapters(backends))
+}
+
+/// The GPU API of this platform: Metal on a Mac, Vulkan elsewhere.
+fn native_backends() -> wgpu::Backends {
+    if cfg!(target_os = "macos") {
+        wgpu::Backends::METAL
+    } else {
+        wgpu::Backends::VULKAN
+    }
+}
+
+fn adapters(backends: wgpu::Backends) -> Vec<Adapter> {
+    let found = enumerate(backends);
     let (mut discrete, mut integrated, mut virt) = (0, 0, 0);
     found
         .into_iter()
@@ -68,15 +82,7 @@ fn adapters(backends: wgpu::Backends) -> Vec<Adapter> {
 /// their adapters describe themselves; memory is the caller's to fill in from the drivers.
 pub fn gpus() -> Vec<crate::manifest::profiles::Gpu> {
     use crate::manifest::profiles::{Gpu, GpuType, Vendor};
-    let backends = if cfg!(target_os = "macos") {
-        wgpu::Backends::METAL
-    } else {
-        wgpu::Backends::VULKAN
-    };
-    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
-    descriptor.backends = backends;
-    let instance = wgpu::Instance::new(descriptor);
-    burn::cubecl::future::block_on(instance.enumerate_adapters(backends))
+    enumerate(native_backends())
         .into_iter()
         .map(|a| {
             let info = a.get_info();
@@ -115,12 +121,10 @@ pub fn gpus() -> Vec<crate::manifest::profiles::Gpu> {
 /// How many hardware GPUs wgpu finds here through Vulkan (or Metal on a Mac): what workers
 /// are spread over when no device list is given.
 pub fn gpu_count() -> usize {
-    let backends = if cfg!(target_os = "macos") {
-        wgpu::Backends::METAL
-    } else {
-        wgpu::Backends::VULKAN
-    };
-    adapters(backends).iter().filter(|a| !a.software).count()
+    adapters(native_backends())
+        .iter()
+        .filter(|a| !a.software)
+        .count()
 }
 
 /// The names of the Vulkan adapters wgpu finds here (software ones included); empty where

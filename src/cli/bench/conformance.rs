@@ -176,7 +176,7 @@ pub fn run(a: Args) -> Result<u8> {
         conformance::devices(device, a.gpu, first).map_err(|e| Error::Failed(e.to_string()))?;
     if precisions.is_empty() {
         precisions.push(Precision::F32);
-        if devices.gpu.supports_dtype(burn_f16()) {
+        if devices.gpu.supports_dtype(burn::tensor::FloatDType::F16) {
             precisions.push(Precision::F16);
         }
     }
@@ -339,10 +339,6 @@ pub fn run(a: Args) -> Result<u8> {
     Ok(if failed == 0 { exit::OK } else { exit::FAILURE })
 }
 
-fn burn_f16() -> burn::tensor::FloatDType {
-    burn::tensor::FloatDType::F16
-}
-
 fn preset_label(p: Preset) -> &'static str {
     match p {
         Preset::Tiny => "tiny",
@@ -374,14 +370,8 @@ fn sample_check(a: &Args, devices: &Devices) -> Result<(Case, String)> {
     });
     let plan = super::plan("xp bench conformance", &manifest, &[])?;
     let spec = &plan.runs[0];
-    let scratch = std::env::temp_dir().join(format!("xp-bench-conformance-{}", std::process::id()));
-    let job = train::Job {
-        spec,
-        base_dir: PathBuf::from("."),
-        checkpoint_dir: scratch.clone(),
-        resume: None,
-        device: a.gpu,
-    };
+    let job = super::scratch_job("xp-bench-conformance", spec, a.gpu);
+    let scratch = job.checkpoint_dir.clone();
     say(&format!(
         "training shakespeare-char for {} steps on the GPU for the sample check",
         a.train_steps

@@ -43,6 +43,22 @@ pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
     }
 }
 
+/// A run of a benchmark's plan, with its checkpoints in a scratch folder of this process
+/// (the caller removes it).
+fn scratch_job<'a>(
+    name: &str,
+    spec: &'a sweep::RunSpec,
+    device: Option<u32>,
+) -> crate::train::Job<'a> {
+    crate::train::Job {
+        spec,
+        base_dir: std::path::PathBuf::from("."),
+        checkpoint_dir: std::env::temp_dir().join(format!("{name}-{}", std::process::id())),
+        resume: None,
+        device,
+    }
+}
+
 /// Plans a benchmark's manifest, given as a typed value: it is written out as TOML by the toml
 /// crate and read back through the same checks as a user's manifest, so every value is quoted
 /// and escaped as TOML wants.

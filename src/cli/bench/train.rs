@@ -155,18 +155,11 @@ pub fn run(a: Args) -> Result<u8> {
     let batch = a.batch_size.unwrap_or(if nanogpt { 64 } else { 32 });
     let plan = super::plan("xp bench train", &manifest(&a, batch, nanogpt), &a.sets)?;
     let spec = &plan.runs[0];
-    let scratch = std::env::temp_dir().join(format!("xp-bench-train-{}", std::process::id()));
-    let job = train::Job {
-        spec,
-        base_dir: PathBuf::from("."),
-        checkpoint_dir: scratch.clone(),
-        resume: None,
-        device: None,
-    };
+    let job = super::scratch_job("xp-bench-train", spec, None);
     let mut timings = Timings::default();
     let started = Instant::now();
     let result = train::train(&job, &mut timings);
-    let _ = std::fs::remove_dir_all(&scratch);
+    let _ = std::fs::remove_dir_all(&job.checkpoint_dir);
     let summary = result.map_err(|e| Error::Failed(format!("training failed: {e}")))?;
     let wall = started.elapsed().as_secs_f64();
     let first = timings.steps.first().map(|s| s.1 / 1e3);

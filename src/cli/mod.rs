@@ -129,7 +129,13 @@ fn color_enabled() -> bool {
 
 fn init_logging(color: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("XP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // The Vulkan loader's own messages at instance creation ("Found no drivers!" on every
+        // machine without a Vulkan driver) come through wgpu-hal as errors whenever xp looks
+        // for GPUs, which planning does; no GPU is not an error there (`xp profiles` says what
+        // was found). `XP_LOG` shows them.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,wgpu_hal::vulkan::instance=off")
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -250,7 +250,8 @@ def main():
             print(json.dumps({"step": done, "val_loss": round(v, 4)}), flush=True)
     speeds.sort()
     print(json.dumps({"summary": True, "best_val_loss": round(best, 4), "median_tokens_per_s": round(speeds[len(speeds) // 2]) if speeds else None,
-                      "first_step_s": round(first_step, 2), "wall_s": round(time.time() - start, 1)}), flush=True)
+                      "first_step_s": round(first_step, 2), "wall_s": round(time.time() - start, 1),
+                      "peak_mb": round(torch.cuda.max_memory_allocated() / 1e6) if device == "cuda" else None}), flush=True)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,12 @@ fn render(s: &Shown, out: &mut impl Write) -> std::io::Result<()> {
         ("burn", executed.map(|e| e.burn_version.clone())),
         ("backend", r.backend.clone()),
         ("adapter", r.adapter.clone()),
+        (
+            "attention",
+            executed
+                .map(|e| e.attention.clone())
+                .filter(|a| !a.is_empty()),
+        ),
         ("params", Some(si(r.spec.params as f64))),
         ("error", r.state.reason().map(String::from)),
     ];

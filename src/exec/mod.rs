@@ -16,7 +16,7 @@ use crate::store::{
     Status, Store,
 };
 use crate::summary::Summary;
-use crate::train::{self, Control, Metric, Progress, Recorder, Saved};
+use crate::train::{self, Control, Metric, Placement, Progress, Recorder, Saved};
 pub use provenance::host;
 
 /// Errors of this module.
@@ -245,14 +245,10 @@ struct StoreRecorder<'a> {
 }
 
 impl Recorder for StoreRecorder<'_> {
-    fn started(&mut self, backend: &str, adapter: &str) -> Result<(), String> {
-        let executed = provenance::executed(
-            self.me,
-            backend,
-            adapter,
-            self.run.attempts,
-            self.options.device,
-        );
+    fn started(&mut self, placement: &Placement) -> Result<(), String> {
+        let (backend, adapter) = (placement.backend, placement.adapter);
+        let executed =
+            provenance::executed(self.me, placement, self.run.attempts, self.options.device);
         self.store
             .record_executed(self.run.id, self.me, &executed)
             .map_err(|e| format!("cannot record where the run executes: {e}"))?;

@@ -42,6 +42,10 @@ pub fn assign(jobs: u32, devices: &[u32], gpus: usize) -> Vec<Option<u32>> {
         .collect()
 }
 
+/// The longest the other workers wait for the first one's first step: a cold start on an H200
+/// took 59 s (docs/benchmarks.md); past this the cache it fills is not worth more waiting.
+const WARM_UP: Duration = Duration::from_secs(180);
+
 enum Message {
     Line(usize, String),
     Closed(usize),
@@ -76,25 +80,47 @@ impl Pool<'_> {
         let devices = assign(count as u32, self.devices, gpus);
         let (tx, rx) = std::sync::mpsc::channel();
         let mut workers = Vec::with_capacity(count);
-        for (i, device) in devices.iter().enumerate() {
-            workers.push(self.spawn(i, *device, tx.clone())?);
-        }
-        drop(tx);
+        // The first worker starts alone and the others once it has trained its first step
+        // (or ended, or WARM_UP has passed): that step fills CubeCL's kernel and autotune caches
+        // and the GPU driver's shader cache, which the others then read instead of compiling
+        // and tuning the same kernels at the same time. Measured on 2 × H200 with warm caches,
+        // started together one worker of each pair took a 14–20 s first step against 0.5 s
+        // (docs/benchmarks.md, "Two GPUs").
+        workers.push(self.spawn(0, devices[0], tx.clone())?);
+        let mut waiting = Some((tx, std::time::Instant::now()));
         let mut runs: HashMap<i64, RunRecord> = HashMap::new();
         let mut started = 0;
         let mut forwarded = 0;
         let mut failing = false;
-        while workers.iter().any(|w| !w.closed) {
+        while workers.iter().any(|w| !w.closed) || waiting.is_some() {
             let received = self.signals.load(Ordering::SeqCst);
             if received > forwarded {
                 forwarded = received;
                 signal_all(&workers);
+            }
+            if let Some((_, since)) = &waiting
+                && since.elapsed() >= WARM_UP
+                && let Some((tx, _)) = waiting.take()
+            {
+                self.spawn_rest(&mut workers, &devices, tx, forwarded > 0 || failing)?;
             }
             let message = match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            // The first worker's first step, or its end, releases the others.
+            let warmed = match &message {
+                Message::Closed(0) => true,
+                Message::Line(0, line) => matches!(
+                    Event::parse(line),
+                    Some(Event::Progress { .. } | Event::RunFinished { .. })
+                ),
+                _ => false,
+            };
+            if warmed && let Some((tx, _)) = waiting.take() {
+                self.spawn_rest(&mut workers, &devices, tx, forwarded > 0 || failing)?;
+            }
             let (i, line) = match message {
                 Message::Closed(i) => {
                     workers[i].closed = true;
@@ -180,6 +206,24 @@ impl Pool<'_> {
         }
         report.stopped = forwarded > 0;
         Ok(report)
+    }
+
+    /// Starts the workers after the first, unless the queue is already stopping; `tx` is the
+    /// last sender, dropped here so that the relay ends when every worker has.
+    fn spawn_rest(
+        &self,
+        workers: &mut Vec<Worker>,
+        devices: &[Option<u32>],
+        tx: Sender<Message>,
+        stopping: bool,
+    ) -> Result<(), Error> {
+        if stopping {
+            return Ok(());
+        }
+        for (i, device) in devices.iter().enumerate().skip(workers.len()) {
+            workers.push(self.spawn(i, *device, tx.clone())?);
+        }
+        Ok(())
     }
 
     /// Starts worker `i` as `xp worker`, in a process group of its own so that a terminal's

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::store::Claimant;
 use crate::store::runs::{Executed, Provenance};
-use crate::train;
+use crate::train::{self, Placement};
 
 /// This machine's name as runs record it.
 pub fn host() -> Option<String> {
@@ -50,8 +50,7 @@ pub fn detect(manifest_dir: &Path) -> Provenance {
 /// `device` where the worker was given one).
 pub fn executed(
     by: &Claimant,
-    backend: &str,
-    adapter: &str,
+    placement: &Placement,
     attempt: i64,
     device: Option<u32>,
 ) -> Executed {
@@ -62,8 +61,9 @@ pub fn executed(
         pid: by.pid,
         os: std::env::consts::OS.into(),
         arch: std::env::consts::ARCH.into(),
-        backend: backend.into(),
-        adapter: adapter.into(),
+        backend: placement.backend.into(),
+        adapter: placement.adapter.into(),
+        attention: placement.attention.into(),
         attempt,
         device,
         slurm_task: None,

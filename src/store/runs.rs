@@ -39,6 +39,8 @@ pub struct Executed {
     pub arch: String,
     pub backend: String,
     pub adapter: String,
+    /// The attention kernel and why; empty in records of an xp before fused attention.
+    pub attention: String,
     pub attempt: i64,
     /// The GPU number the worker was given (`--devices`), where it was given one.
     pub device: Option<u32>,

@@ -196,6 +196,9 @@ mod tests {
         let mut renamed = c.clone();
         renamed.experiment.name = "other".into();
         assert_eq!(content_key(&c, None), content_key(&renamed, None));
+        let mut dropped = c.clone();
+        dropped.model.attention_dropout = Some(0.0);
+        assert_ne!(content_key(&c, None), content_key(&dropped, None));
         let mut changed = c.clone();
         changed.train.lr = 2e-3;
         assert_ne!(content_key(&c, None), content_key(&changed, None));

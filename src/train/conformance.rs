@@ -12,7 +12,7 @@ use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::model::Gpt;
+use super::model::{AttentionKernel, Gpt};
 use super::sample::{Generator, Sampling};
 use super::{Error, configure_cubecl, device};
 use crate::manifest::{Config, DeviceChoice, HardwareConfig, ModelConfig, Precision, Unit};
@@ -96,6 +96,9 @@ pub struct Devices {
     pub gpu: Device,
     pub backend: String,
     pub adapter: String,
+    /// The attention the GPU's models take, as a run there would (`device::attention_kernel`;
+    /// `XP_ATTENTION` chooses); the CPU reference is always explicit.
+    pub attention: AttentionKernel,
 }
 
 /// Starts the GPU named by `device` (`auto` takes the first hardware GPU) for work in
@@ -121,11 +124,13 @@ pub fn devices(
             "the conformance check compares a GPU with the CPU; this device is the CPU".into(),
         )));
     }
+    let (attention, _) = device::attention_kernel(&selected, 0.0);
     Ok(Devices {
         cpu: Device::flex(),
         gpu: selected.device,
         backend: selected.backend,
         adapter: selected.adapter,
+        attention,
     })
 }
 
@@ -193,6 +198,7 @@ impl Pair {
     ) -> Pair {
         let config = ModelConfig {
             dropout: 0.0,
+            attention_dropout: Some(0.0),
             ..config.clone()
         };
         let cpu_train_device = devices.cpu.clone().autodiff();
@@ -202,7 +208,8 @@ impl Pair {
         let gpu_train = cpu_train
             .clone()
             .fork(&gpu_train_device)
-            .with_compute(dtype(precision));
+            .with_compute(dtype(precision))
+            .with_attention(devices.attention);
         Pair {
             label: label.into(),
             vocab,
@@ -368,6 +375,7 @@ pub fn ops(
     let q = random(b * h * len * hd, 1.0);
     let k = random(b * h * len * hd, 1.0);
     let v = random(b * h * len * hd, 1.0);
+    let v_grad = random(b * h * len * hd, 1.0);
     let scores = random(b * h * len * len, 3.0);
     let t4 = |data: &[f32], shape: [usize; 4], device: &Device| {
         Tensor::<4>::from_data(TensorData::new(data.to_vec(), shape), device)
@@ -394,6 +402,20 @@ pub fn ops(
     let flat = |t: Tensor<4>| {
         let n = t.dims().iter().product::<usize>();
         read(t.reshape([1, 1, n]))
+    };
+    // The GPU takes the attention its models take; the CPU reference is explicit.
+    let gpu = |dev: &Device| *dev == devices.gpu && devices.gpu != devices.cpu;
+    let fused = |dev: &Device| gpu(dev) && devices.attention != AttentionKernel::Explicit;
+    let fused_training = |dev: &Device| gpu(dev) && devices.attention == AttentionKernel::Fused;
+    let attend = |q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, fused: bool| -> Tensor<4> {
+        if fused {
+            return burn::tensor::module::attention(q, k, v, None, None, super::model::causal());
+        }
+        let dev = q.device();
+        let scores = q.matmul(k.swap_dims(2, 3)).cast(FloatDType::F32) * (1.0 / (hd as f64).sqrt());
+        let mask = Tensor::<2, Bool>::tril_mask([len, len], 0, &dev).reshape([1, 1, len, len]);
+        let weights = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3).cast(v.dtype());
+        weights.matmul(v)
     };
     type Op<'a> = (&'static str, Box<dyn Fn(&Device) -> Vec<f32> + 'a>);
     let list: Vec<Op> = vec![
@@ -423,6 +445,48 @@ pub fn ops(
                 let w = softmax(s.mask_fill(mask, f32::NEG_INFINITY), 3).cast(dt);
                 let v = t4(&v, [b, h, len, hd], dev).cast(dt);
                 flat(w.matmul(v))
+            }),
+        ),
+        (
+            "attention",
+            Box::new(|dev: &Device| {
+                let [q, k, v] = [&q, &k, &v].map(|x| t4(x, [b, h, len, hd], dev).cast(dt));
+                flat(attend(q, k, v, fused(dev)))
+            }),
+        ),
+        (
+            // On an autodiff device the fused path is another kernel: the forward that keeps
+            // each query's logsumexp for the backward.
+            "attention in training",
+            Box::new(|dev: &Device| {
+                let train = dev.clone().autodiff();
+                let [q, k, v] = [&q, &k, &v].map(|x| t4(x, [b, h, len, hd], &train).require_grad());
+                flat(attend(
+                    q.cast(dt),
+                    k.cast(dt),
+                    v.cast(dt),
+                    fused_training(dev),
+                ))
+            }),
+        ),
+        (
+            "attention backward",
+            Box::new(|dev: &Device| {
+                // The gradients of Σ out·g against q, k and v, one after the other.
+                let train = dev.clone().autodiff();
+                let [q, k, v] = [&q, &k, &v].map(|x| t4(x, [b, h, len, hd], &train).require_grad());
+                let g = t4(&v_grad, [b, h, len, hd], &train);
+                let out = attend(
+                    q.clone().cast(dt),
+                    k.clone().cast(dt),
+                    v.clone().cast(dt),
+                    fused_training(dev),
+                );
+                let grads = (out.cast(FloatDType::F32) * g).sum().backward();
+                [q, k, v]
+                    .iter()
+                    .flat_map(|x| x.grad(&grads).map(flat).unwrap_or_default())
+                    .collect()
             }),
         ),
         (
@@ -493,8 +557,8 @@ pub fn greedy_sample(
     tokens: usize,
     label: &str,
 ) -> Result<(Case, String), Error> {
-    let cpu = Generator::load(config, dir, &devices.cpu)?;
-    let gpu = Generator::load(config, dir, &devices.gpu)?;
+    let cpu = Generator::load(config, dir, &devices.cpu, AttentionKernel::Explicit)?;
+    let gpu = Generator::load(config, dir, &devices.gpu, devices.attention)?;
     let prompt_ids = cpu.tokenizer.encode(prompt);
     let how = Sampling {
         tokens,
@@ -596,6 +660,7 @@ mod tests {
             gpu: Device::flex(),
             backend: "flex".into(),
             adapter: "CPU".into(),
+            attention: AttentionKernel::Explicit,
         };
         let config = ModelConfig {
             layers: 1,

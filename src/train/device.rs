@@ -5,6 +5,7 @@ use std::sync::{Mutex, OnceLock};
 use burn::tensor::wgpu::{WgpuBackend, wgpu};
 use burn::tensor::{Device, DeviceKind as BurnDeviceKind};
 
+use super::model::AttentionKernel;
 use crate::manifest::{DeviceChoice, DeviceKind, HardwareConfig, Precision};
 
 /// The device a run got, and how to describe it in the run's record.
@@ -16,6 +17,10 @@ pub struct Selected {
     pub backend: String,
     /// The adapter's own name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "NVIDIA H100 80GB HBM3".
     pub adapter: String,
+    /// The adapter's PCI vendor id (0x10de NVIDIA); 0 for the CPU backend.
+    pub vendor: u32,
+    /// A software rasteriser (lavapipe), not a GPU.
+    pub software: bool,
 }
 
 /// Why no device could be had.
@@ -26,6 +31,7 @@ pub struct NoDevice(pub String);
 /// A wgpu adapter found on this machine.
 struct Adapter {
     name: String,
+    vendor: u32,
     software: bool,
     kind: BurnDeviceKind,
 }
@@ -71,6 +77,7 @@ fn adapters(backends: wgpu::Backends) -> Vec<Adapter> {
             };
             Adapter {
                 name: info.name,
+                vendor: info.vendor,
                 software: info.device_type == wgpu::DeviceType::Cpu,
                 kind,
             }
@@ -213,6 +220,8 @@ fn wgpu_device(
             backend,
             device: device.clone(),
             adapter: name.clone(),
+            vendor: adapter.vendor,
+            software: adapter.software,
         });
     }
     configure_fusion(precision);
@@ -241,6 +250,8 @@ fn wgpu_device(
         backend: backend_name(label, &device),
         device,
         adapter: adapter.name.clone(),
+        vendor: adapter.vendor,
+        software: adapter.software,
     })
 }
 
@@ -330,6 +341,8 @@ fn cpu() -> Selected {
                 .map(|n| n.get())
                 .unwrap_or(1)
         ),
+        vendor: 0,
+        software: false,
     }
 }
 
@@ -387,4 +400,73 @@ pub fn select(hardware: &HardwareConfig, index: Option<u32>) -> Result<Selected,
         }
     }
     Err(NoDevice(tried.join("; ")))
+}
+
+/// NVIDIA's PCI vendor id.
+const NVIDIA: u32 = 0x10de;
+
+/// The attention kernel a model takes on the device `select` gave, with the reason recorded in
+/// the run's provenance. burn 0.23's fused causal attention is wired in (`XP_ATTENTION=fused`
+/// takes it: flash forward, fused backward in training; `xp bench conformance` checks it), but
+/// no device takes it by default, for what was measured (docs/benchmarks.md, "Fused attention"):
+///
+/// - NVIDIA (H200, SPIR-V f16): slower than the explicit attention in training (270,502 against
+///   425,149 tokens/s at block 256, 99,637 against 164,957 at 512), in sampling (16.3 against
+///   25.0 tokens/s), its first step twice as long; in f32 (WGSL) training diverged (NaN at
+///   step 50, block 256, batch 64).
+/// - lavapipe: its backward is wrong at every length that is a multiple of 16
+///   (docs/gpu-bugs.md).
+/// - Metal: burn's causal flash kernel was wrong there (burn #4484) and nothing here has shown
+///   it right since; other GPUs: neither checked nor measured here.
+/// - the CPU backend has no fused attention backward (burn differentiates the decomposed one).
+///
+/// Attention dropout above 0 keeps even a forced fused attention explicit in training (the
+/// fused kernel has no dropout). `XP_ATTENTION=fused|explicit` overrides the choice.
+pub fn attention_kernel(selected: &Selected, attention_dropout: f64) -> (AttentionKernel, String) {
+    let forced = match std::env::var("XP_ATTENTION").as_deref() {
+        Ok("fused") => Some(AttentionKernel::Fused),
+        Ok("explicit") => Some(AttentionKernel::Explicit),
+        _ => None,
+    };
+    let (kernel, why) = if let Some(kernel) = forced {
+        (kernel, "XP_ATTENTION")
+    } else if selected.backend == "flex" {
+        (
+            AttentionKernel::Explicit,
+            "burn's CPU backend has no fused attention backward",
+        )
+    } else if selected.backend.starts_with("wgpu/metal") {
+        (
+            AttentionKernel::Explicit,
+            "burn's fused causal attention is not shown right on Metal",
+        )
+    } else if selected.software {
+        (
+            AttentionKernel::Explicit,
+            "burn's fused attention backward is wrong on lavapipe",
+        )
+    } else if selected.vendor == NVIDIA {
+        (
+            AttentionKernel::Explicit,
+            "burn's fused attention is slower on NVIDIA GPUs",
+        )
+    } else {
+        (
+            AttentionKernel::Explicit,
+            "burn's fused attention is not checked on this GPU",
+        )
+    };
+    let kernel = match kernel {
+        AttentionKernel::Fused if attention_dropout > 0.0 => {
+            return (
+                AttentionKernel::FusedForward,
+                format!(
+                    "{}; explicit in training: attention dropout {attention_dropout} needs the scores",
+                    AttentionKernel::FusedForward
+                ),
+            );
+        }
+        kernel => kernel,
+    };
+    (kernel, format!("{kernel} ({why})"))
 }

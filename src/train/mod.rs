@@ -95,10 +95,21 @@ pub enum Control {
 /// Cargo.lock: cargo gives a crate no way to read its dependencies' versions).
 pub const BURN_VERSION: &str = "0.23.0-pre.1";
 
+/// Where and how a run trains, as its provenance records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement<'a> {
+    /// `wgpu/vulkan-spirv`, `wgpu/vulkan`, `wgpu/metal` or `flex`.
+    pub backend: &'a str,
+    /// The adapter's own name.
+    pub adapter: &'a str,
+    /// The attention kernel and why (`device::attention_kernel`).
+    pub attention: &'a str,
+}
+
 /// What a run reports as it goes; implemented by the queue executor.
 pub trait Recorder {
     /// The device is known; training starts. An error fails the run.
-    fn started(&mut self, backend: &str, adapter: &str) -> Result<(), String>;
+    fn started(&mut self, placement: &Placement) -> Result<(), String>;
     /// A batch of metrics; called at log and eval steps, never every step.
     fn metrics(&mut self, metrics: Vec<Metric>);
     /// A checkpoint was written (retention is the recorder's). An error (the checkpoint

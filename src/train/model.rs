@@ -7,6 +7,8 @@ use burn::nn::{
     Linear, LinearConfig,
 };
 use burn::tensor::activation::{gelu, log_softmax, mish, relu, sigmoid, silu, softmax, tanh};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, FloatDType, Int, Tensor};
 
 use crate::manifest::{Alpha, AlphaMode, ModelConfig, Unit};
@@ -133,6 +135,32 @@ impl FeedForward {
     }
 }
 
+/// How a block's attention is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttentionKernel {
+    /// The scores materialised: q·kᵀ, causal mask, softmax in f32, dropout, then ·v. Every
+    /// backend runs it; memory and time grow with the square of the context.
+    #[default]
+    Explicit,
+    /// burn's fused causal attention (`burn::tensor::module::attention`) in evaluation and
+    /// sampling, the explicit one in training.
+    FusedForward,
+    /// burn's fused causal attention everywhere: a flash forward that keeps each query's
+    /// logsumexp and a fused backward, no T×T scores in memory. It has no dropout, so
+    /// training with attention dropout takes the explicit path.
+    Fused,
+}
+
+impl std::fmt::Display for AttentionKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AttentionKernel::Explicit => "explicit",
+            AttentionKernel::FusedForward => "fused in evaluation, explicit in training",
+            AttentionKernel::Fused => "fused",
+        })
+    }
+}
+
 /// Causal multi-head self-attention.
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -149,15 +177,34 @@ impl Attention {
         Attention {
             qkv: linear(d, 3 * d, config.bias, INIT_STD, device),
             proj: linear(d, d, config.bias, residual_std(config), device),
-            attn_dropout: DropoutConfig::new(config.dropout).init(),
+            attn_dropout: DropoutConfig::new(config.attention_dropout()).init(),
             heads: config.heads as usize,
         }
     }
 
-    /// The products run in `dtype`, the softmax in f32; the output is in `dtype`.
-    pub fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>, dtype: FloatDType) -> Tensor<3> {
+    /// Whether `kernel` computes this attention fused for `x`: dropout of the weights is only
+    /// drawn in training (an autodiff device), and the fused kernel cannot draw it.
+    fn fused(&self, kernel: AttentionKernel, x: &Tensor<3>) -> bool {
+        let training = x.device().is_autodiff();
+        match kernel {
+            AttentionKernel::Explicit => false,
+            AttentionKernel::FusedForward => !training,
+            AttentionKernel::Fused => !training || self.attn_dropout.prob == 0.0,
+        }
+    }
+
+    /// The products run in `dtype`, the softmax in f32 (the fused kernel accumulates in f32);
+    /// the output is in `dtype`. `mask` is needed only by the explicit path.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<&Tensor<4, Bool>>,
+        kernel: AttentionKernel,
+        dtype: FloatDType,
+    ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let hd = d / self.heads;
+        let fused = self.fused(kernel, &x);
         let qkv = project(&self.qkv, x, dtype);
         let split = |i: usize| {
             qkv.clone()
@@ -166,11 +213,25 @@ impl Attention {
                 .swap_dims(1, 2)
         };
         let (q, k, v) = (split(0), split(1), split(2));
-        let scores = q.matmul(k.swap_dims(2, 3)).cast(FloatDType::F32) * (1.0 / (hd as f64).sqrt());
-        let scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        let weights = self.attn_dropout.forward(softmax(scores, 3)).cast(dtype);
-        let y = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        project(&self.proj, y, dtype)
+        let y = match mask {
+            Some(mask) if !fused => {
+                let scores =
+                    q.matmul(k.swap_dims(2, 3)).cast(FloatDType::F32) * (1.0 / (hd as f64).sqrt());
+                let scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
+                let weights = self.attn_dropout.forward(softmax(scores, 3)).cast(dtype);
+                weights.matmul(v)
+            }
+            _ => attention(q, k, v, None, None, causal()),
+        };
+        project(&self.proj, y.swap_dims(1, 2).reshape([b, t, d]), dtype)
+    }
+}
+
+/// Causal attention at the default scale 1/√head_dim: the options burn's fused kernels serve.
+pub(super) fn causal() -> AttentionModuleOptions {
+    AttentionModuleOptions {
+        is_causal: true,
+        ..AttentionModuleOptions::default()
     }
 }
 
@@ -189,11 +250,14 @@ impl Block {
     pub fn forward(
         &self,
         x: Tensor<3>,
-        mask: Tensor<4, Bool>,
+        mask: Option<&Tensor<4, Bool>>,
+        kernel: AttentionKernel,
         alpha: f64,
         dtype: FloatDType,
     ) -> Tensor<3> {
-        let attn = self.attn.forward(self.ln1.forward(x.clone()), mask, dtype);
+        let attn = self
+            .attn
+            .forward(self.ln1.forward(x.clone()), mask, kernel, dtype);
         let x = x + self.dropout.forward(attn.cast(FloatDType::F32));
         let ffn = self.ffn.forward(self.ln2.forward(x.clone()), alpha, dtype);
         x + self.dropout.forward(ffn.cast(FloatDType::F32))
@@ -215,6 +279,8 @@ pub struct Gpt {
     /// The dtype of the matrix products: f32, or f16/bf16 for mixed precision.
     #[module(skip)]
     compute: FloatDType,
+    #[module(skip)]
+    attention: AttentionKernel,
 }
 
 impl Gpt {
@@ -243,6 +309,7 @@ impl Gpt {
             head: (!config.tie_weights).then(|| linear(d, vocab, false, INIT_STD, device)),
             block_size: config.block_size as usize,
             compute: FloatDType::F32,
+            attention: AttentionKernel::Explicit,
         }
     }
 
@@ -250,6 +317,12 @@ impl Gpt {
     /// does; the weights, LayerNorms, softmax and loss stay f32.
     pub fn with_compute(mut self, dtype: FloatDType) -> Self {
         self.compute = dtype;
+        self
+    }
+
+    /// The attention kernel: `device::attention_kernel` says which one a device can take.
+    pub fn with_attention(mut self, kernel: AttentionKernel) -> Self {
+        self.attention = kernel;
         self
     }
 
@@ -265,10 +338,15 @@ impl Gpt {
         let x = self.tokens.forward(ids) + self.positions.forward(positions);
         let mut x = self.dropout.forward(x);
         // True above the diagonal (burn's `tril_mask` marks what lies outside the lower
-        // triangle): a position may not attend to later ones.
-        let mask = Tensor::<2, Bool>::tril_mask([t, t], 0, &device).reshape([1, 1, t, t]);
+        // triangle): a position may not attend to later ones. Only the explicit path reads it.
+        let explicit = self
+            .blocks
+            .iter()
+            .any(|block| !block.attn.fused(self.attention, &x));
+        let mask = explicit
+            .then(|| Tensor::<2, Bool>::tril_mask([t, t], 0, &device).reshape([1, 1, t, t]));
         for block in &self.blocks {
-            x = block.forward(x, mask.clone(), alpha, self.compute);
+            x = block.forward(x, mask.as_ref(), self.attention, alpha, self.compute);
         }
         let x = self.ln_f.forward(x);
         let logits = match &self.head {
@@ -386,6 +464,86 @@ mod tests {
             let found = rms(weight);
             assert!((found / std - 1.0).abs() < 0.05, "{name}: {found} vs {std}");
         }
+    }
+
+    #[test]
+    fn the_fused_attention_computes_what_the_explicit_one_does() {
+        // The wiring around burn's attention op (heads split, causal options, output layout),
+        // on the CPU backend: forward and gradients of the whole model, both paths.
+        let device = Device::flex();
+        let config = ModelConfig {
+            layers: 2,
+            heads: 4,
+            dim: 32,
+            block_size: 16,
+            dropout: 0.0,
+            ..ModelConfig::default()
+        };
+        let train = device.clone().autodiff();
+        train.seed(5);
+        let explicit = Gpt::new(&config, 23, &train);
+        let fused = explicit.clone().with_attention(AttentionKernel::Fused);
+        let ids: Vec<i64> = (0..2 * 13).map(|i| (i * 7 % 23) as i64).collect();
+        let targets: Vec<i64> = (0..2 * 13).map(|i| (i * 5 % 23) as i64).collect();
+        let tensor =
+            |v: &[i64]| Tensor::<2, Int>::from_data(TensorData::new(v.to_vec(), [2, 13]), &train);
+        let flat = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
+        let (a, b) = (
+            flat(explicit.forward(tensor(&ids), 1.0)),
+            flat(fused.forward(tensor(&ids), 1.0)),
+        );
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-5, "logits differ by {worst}");
+        let grad = |model: &Gpt| {
+            let grads = model.loss(tensor(&ids), tensor(&targets), 1.0).backward();
+            let w = &model.blocks[0].attn.qkv.weight;
+            w.val()
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let (a, b) = (grad(&explicit), grad(&fused));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        let scale = a.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(
+            scale > 0.0 && worst <= 1e-4 * scale,
+            "qkv gradients differ by {worst}"
+        );
+    }
+
+    #[test]
+    fn attention_dropout_is_only_ever_drawn_explicitly() {
+        let config = ModelConfig {
+            attention_dropout: Some(0.2),
+            ..ModelConfig::default()
+        };
+        let attn = Attention::new(&config, &Device::flex());
+        let x = |device: &Device| Tensor::<3>::zeros([1, 2, 128], device);
+        let train = Device::flex().autodiff();
+        assert!(!attn.fused(AttentionKernel::Fused, &x(&train)));
+        assert!(attn.fused(AttentionKernel::Fused, &x(&Device::flex())));
+        assert!(!attn.fused(AttentionKernel::FusedForward, &x(&train)));
+        assert!(attn.fused(AttentionKernel::FusedForward, &x(&Device::flex())));
+        assert!(!attn.fused(AttentionKernel::Explicit, &x(&Device::flex())));
+        let none = Attention::new(
+            &ModelConfig {
+                dropout: 0.3,
+                attention_dropout: Some(0.0),
+                ..ModelConfig::default()
+            },
+            &Device::flex(),
+        );
+        assert!(none.fused(AttentionKernel::Fused, &x(&train)));
     }
 
     #[test]

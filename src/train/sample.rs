@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::model::Gpt;
+use super::model::{AttentionKernel, Gpt};
 use super::trainer::stepped_alpha;
 use super::{Error, checkpoint, configure_cubecl, device};
 use crate::data::TextTokenizer;
@@ -39,10 +39,16 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// Loads the checkpoint in `dir` onto `device`.
-    pub fn load(config: &Config, dir: &Path, device: &Device) -> Result<Generator, Error> {
+    /// Loads the checkpoint in `dir` onto `device`, computing attention with `attention`.
+    pub fn load(
+        config: &Config,
+        dir: &Path,
+        device: &Device,
+        attention: AttentionKernel,
+    ) -> Result<Generator, Error> {
         let (state, tokenizer) = checkpoint::load_state(dir)?;
-        let model = checkpoint::load_model(dir, &config.model, tokenizer.vocab_size(), device)?;
+        let model = checkpoint::load_model(dir, &config.model, tokenizer.vocab_size(), device)?
+            .with_attention(attention);
         let padded = match std::env::var("XP_SAMPLE_PADDED").as_deref() {
             Ok("1") => true,
             Ok("0") => false,
@@ -107,7 +113,9 @@ pub fn sample(
         ..config.hardware.clone()
     };
     let selected = device::select(&hardware, None)?;
-    let generator = Generator::load(config, checkpoint_dir, &selected.device)?;
+    // Sampling draws no dropout: the fused attention serves wherever the device has it.
+    let (attention, _) = device::attention_kernel(&selected, 0.0);
+    let generator = Generator::load(config, checkpoint_dir, &selected.device, attention)?;
     let prompt_ids = generator.tokenizer.encode(prompt);
     let start = prompt_ids.len().max(1);
     let ids = generator.generate(&prompt_ids, how);

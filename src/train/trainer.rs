@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint::{self, CheckpointState};
 use super::model::Gpt;
 use super::optim::{LossScale, clip_global_norm, cosine_alpha, learning_rate, optimizer};
-use super::{Control, Error, Job, Metric, Progress, Recorder, device};
+use super::{Control, Error, Job, Metric, Placement, Progress, Recorder, device};
 use crate::data::{self, Corpus};
 use crate::manifest::{Alpha, AlphaMode, Config, Precision, Unit};
 use crate::summary::Summary;
@@ -111,8 +111,14 @@ impl<'j, 'r> Trainer<'j, 'r> {
         let block = config.model.block_size as usize;
         let corpus = data::corpus(&job.base_dir, &config.data, block)?;
         let selected = device::select(&config.hardware, job.device)?;
+        let (attention, why) =
+            device::attention_kernel(&selected, config.model.attention_dropout());
         recorder
-            .started(&selected.backend, &selected.adapter)
+            .started(&Placement {
+                backend: &selected.backend,
+                adapter: &selected.adapter,
+                attention: &why,
+            })
             .map_err(Error::Recording)?;
 
         let device = selected.device.clone();
@@ -133,7 +139,8 @@ impl<'j, 'r> Trainer<'j, 'r> {
         let train_device = device.clone().autodiff();
         train_device.seed(t.seed);
         let mut model = Gpt::new(&config.model, corpus.tokenizer.vocab_size(), &train_device)
-            .with_compute(dtype);
+            .with_compute(dtype)
+            .with_attention(attention);
         let found = model.num_params() as u64;
         if found != job.spec.params {
             return Err(Error::ParamMismatch {
@@ -342,6 +349,9 @@ impl<'j, 'r> Trainer<'j, 'r> {
         if let Some(rss) = rss_mb() {
             metrics.push(("rss_mb".into(), rss));
         }
+        if let Some(peak) = device_peak_mb(&self.device) {
+            metrics.push(("device_peak_mb".into(), peak));
+        }
         let mut rest = &values[2..];
         if self.loss_scale.is_some()
             && let [scale, overflows, after @ ..] = rest
@@ -458,4 +468,13 @@ fn read_f64s(t: Tensor<1>) -> Vec<f64> {
         .into_iter()
         .map(f64::from)
         .collect()
+}
+
+/// The most device memory the run's allocator has held at once, in MB: every dynamic pool's
+/// peak page count times its page size, as burn reports them (a GPU's pools; the CPU backend
+/// reports none). An upper bound on what the tensors needed: pages are reserved whole.
+fn device_peak_mb(device: &Device) -> Option<f64> {
+    let pools = device.memory_pool_report()?;
+    let bytes: u64 = pools.iter().map(|p| p.page_size * p.pages_peak).sum();
+    (bytes > 0).then(|| bytes as f64 / 1e6)
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{output, xp};
 use xp::manifest::profiles::Machine;
-use xp::train::{Control, Metric, Progress, Recorder, Saved};
+use xp::train::{Control, Metric, Placement, Progress, Recorder, Saved};
 
 fn manifest(dir: &Path, extra: &str) -> PathBuf {
     crate::common::tiny_manifest(dir, extra)
@@ -266,7 +266,7 @@ struct Collect {
 }
 
 impl Recorder for Collect {
-    fn started(&mut self, _: &str, _: &str) -> Result<(), String> {
+    fn started(&mut self, _: &Placement) -> Result<(), String> {
         Ok(())
     }
     fn metrics(&mut self, metrics: Vec<Metric>) {
@@ -462,4 +462,58 @@ fn the_conformance_check_passes_on_lavapipe() {
         "{md}"
     );
     assert_eq!(stdout, md);
+}
+
+#[test]
+fn the_fused_attention_is_checked_and_its_lavapipe_bug_is_still_there() {
+    // burn's fused attention, forced: its forwards match the CPU on lavapipe, its backward does
+    // not at a length that is a multiple of 16 (docs/gpu-bugs.md). When a newer burn fixes it,
+    // this fails: then let software adapters take it (`device::attention_kernel`).
+    if !crate::common::vulkan_available(
+        "the_fused_attention_is_checked_and_its_lavapipe_bug_is_still_there",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.csv");
+    let (code, stdout, stderr) = output(
+        xp(&dir.path().join("unused.db"))
+            .env("XP_ATTENTION", "fused")
+            .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
+            .env("XP_CACHE", dir.path().join("cache"))
+            .args([
+                "bench",
+                "conformance",
+                "--device",
+                "vulkan",
+                "--preset",
+                "tiny",
+                "--quick",
+                "--lengths=16,17",
+                "--skip-units",
+                "--train-steps=0",
+                "--precision",
+                "f32",
+                "--cases",
+            ])
+            .arg(&cases),
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let csv = std::fs::read_to_string(&cases).unwrap();
+    let result = |prefix: &str| {
+        csv.lines()
+            .find(|r| r.starts_with(prefix))
+            .map(|r| if r.contains(",pass,") { "pass" } else { "FAIL" })
+            .unwrap_or_else(|| panic!("no row {prefix}\n{csv}"))
+    };
+    let ops = "\"dim 64, 4 heads\",glu,f32,1";
+    for (row, expected) in [
+        (format!("op attention,{ops},16,"), "pass"),
+        (format!("op attention in training,{ops},16,"), "pass"),
+        (format!("op attention backward,{ops},16,"), "FAIL"),
+        (format!("op attention backward,{ops},17,"), "pass"),
+        ("logits,\"tiny\",glu,f32,1,16,".to_string(), "pass"),
+    ] {
+        assert_eq!(result(&row), expected, "{row}\n{csv}");
+    }
 }

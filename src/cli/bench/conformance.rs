@@ -12,7 +12,7 @@ use super::super::output::{duration, say};
 use super::super::{Error, Result, exit};
 use crate::manifest::{DeviceChoice, ModelConfig, Precision, Preset, Unit, presets};
 use crate::train::conformance::{self, Case, Devices, Kind, Pair};
-use crate::train::{self, Metric, Progress, Recorder, Saved};
+use crate::train::{self, Metric, Placement, Progress, Recorder, Saved};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -134,7 +134,7 @@ impl Sink {
 struct Quiet;
 
 impl Recorder for Quiet {
-    fn started(&mut self, _: &str, _: &str) -> std::result::Result<(), String> {
+    fn started(&mut self, _: &Placement) -> std::result::Result<(), String> {
         Ok(())
     }
     fn metrics(&mut self, _: Vec<Metric>) {}

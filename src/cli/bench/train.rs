@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::super::output::{duration, say, shown, si};
 use super::super::{Error, Result, exit};
-use crate::train::{self, Metric, Progress, Recorder, Saved};
+use crate::train::{self, Metric, Placement, Progress, Recorder, Saved};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,6 +17,9 @@ pub struct Args {
     /// auto, cpu, vulkan, metal, … as `hardware.device` takes.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Which of this machine's GPUs of that kind (0, 1, …), as `xp worker --device` takes.
+    #[arg(long)]
+    gpu: Option<u32>,
     /// The feed-forward unit.
     #[arg(long, default_value = "glu")]
     unit: String,
@@ -45,16 +48,23 @@ pub struct Args {
 struct Timings {
     backend: String,
     adapter: String,
+    attention: String,
     /// (step, step_ms, tokens_per_s) of each log step.
     steps: Vec<(u64, f64, f64)>,
+    /// The device allocator's peak, in MB, as last logged.
+    device_peak_mb: Option<f64>,
     last_progress: Option<Instant>,
 }
 
 impl Recorder for Timings {
-    fn started(&mut self, backend: &str, adapter: &str) -> std::result::Result<(), String> {
-        self.backend = backend.into();
-        self.adapter = adapter.into();
-        say(&format!("training on {backend} ({adapter})"));
+    fn started(&mut self, placement: &Placement) -> std::result::Result<(), String> {
+        self.backend = placement.backend.into();
+        self.adapter = placement.adapter.into();
+        self.attention = placement.attention.into();
+        say(&format!(
+            "training on {} ({}), attention {}",
+            placement.backend, placement.adapter, placement.attention
+        ));
         Ok(())
     }
 
@@ -63,6 +73,9 @@ impl Recorder for Timings {
         let find = |name: &str| metrics.iter().find(|m| m.name == name);
         if let (Some(ms), Some(tps)) = (find("step_ms"), find("tokens_per_s")) {
             self.steps.push((ms.step, ms.value, tps.value));
+        }
+        if let Some(peak) = find("device_peak_mb") {
+            self.device_peak_mb = Some(peak.value);
         }
     }
 
@@ -155,7 +168,7 @@ pub fn run(a: Args) -> Result<u8> {
     let batch = a.batch_size.unwrap_or(if nanogpt { 64 } else { 32 });
     let plan = super::plan("xp bench train", &manifest(&a, batch, nanogpt), &a.sets)?;
     let spec = &plan.runs[0];
-    let job = super::scratch_job("xp-bench-train", spec, None);
+    let job = super::scratch_job("xp-bench-train", spec, a.gpu);
     let mut timings = Timings::default();
     let started = Instant::now();
     let result = train::train(&job, &mut timings);
@@ -192,6 +205,7 @@ pub fn run(a: Args) -> Result<u8> {
         config.hardware.precision
     )?;
     writeln!(out, "device     {} ({})", timings.backend, timings.adapter)?;
+    writeln!(out, "attention  {}", timings.attention)?;
     writeln!(out, "first step {}", shown(first, |s| format!("{s:.2} s")))?;
     writeln!(
         out,
@@ -208,8 +222,13 @@ pub fn run(a: Args) -> Result<u8> {
     )?;
     writeln!(
         out,
-        "peak RSS   {} (host memory; burn exposes no device memory figure)",
+        "peak RSS   {} (host memory)",
         shown(peak_rss_mb(), |mb| format!("{mb:.0} MB"))
+    )?;
+    writeln!(
+        out,
+        "peak device memory {} (the allocator's pages at their peak, as burn reports them)",
+        shown(timings.device_peak_mb, |mb| format!("{mb:.0} MB"))
     )?;
     writeln!(
         out,

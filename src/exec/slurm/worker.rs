@@ -11,7 +11,7 @@ use super::super::{Error, provenance};
 use super::{TaskSpec, cluster, journals};
 use crate::store::checkpoints::retention;
 use crate::store::journal::{self, Entry, Journal, Outcome};
-use crate::train::{self, Control, Metric, Progress, Recorder, Saved};
+use crate::train::{self, Control, Metric, Placement, Progress, Recorder, Saved};
 
 /// Exit codes of a task: Slurm reads them (and `sacct` shows them).
 const OK: u8 = 0;
@@ -228,8 +228,9 @@ impl JournalRecorder<'_> {
 }
 
 impl Recorder for JournalRecorder<'_> {
-    fn started(&mut self, backend: &str, adapter: &str) -> Result<(), String> {
-        let mut executed = provenance::executed(&self.me, backend, adapter, self.attempt, None);
+    fn started(&mut self, placement: &Placement) -> Result<(), String> {
+        let (backend, adapter) = (placement.backend, placement.adapter);
+        let mut executed = provenance::executed(&self.me, placement, self.attempt, None);
         executed.slurm_task = Some(self.task.clone());
         self.write(&Entry::Started {
             at: crate::store::now(),

@@ -82,10 +82,10 @@ impl Pool<'_> {
         let mut workers = Vec::with_capacity(count);
         // The first worker starts alone and the others once it has trained its first step
         // (or ended, or WARM_UP has passed): that step fills CubeCL's kernel and autotune caches
-        // and the GPU driver's shader cache, which the others then read instead of compiling
-        // and tuning the same kernels at the same time. Measured on 2 × H200 with warm caches,
-        // started together one worker of each pair took a 14–20 s first step against 0.5 s
-        // (docs/benchmarks.md, "Two GPUs").
+        // and the GPU driver's shader cache, so that the others read them rather than compile
+        // and tune the same kernels at the same moment. On 2 × H200 with warm caches, workers
+        // started together had one of each pair take a 14–20 s first step against 0.5 s
+        // (docs/benchmarks.md, "Two GPUs"; which cache they contend for is not pinned down).
         workers.push(self.spawn(0, devices[0], tx.clone())?);
         let mut waiting = Some((tx, std::time::Instant::now()));
         let mut runs: HashMap<i64, RunRecord> = HashMap::new();
@@ -109,17 +109,22 @@ impl Pool<'_> {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            // The first worker's first step, or its end, releases the others.
-            let warmed = match &message {
-                Message::Closed(0) => true,
-                Message::Line(0, line) => matches!(
-                    Event::parse(line),
-                    Some(Event::Progress { .. } | Event::RunFinished { .. })
-                ),
-                _ => false,
+            // The first worker's first step, or its end, releases the others; a failure that
+            // stops the queue (--fail-fast) releases nothing.
+            let (warmed, failed) = match &message {
+                Message::Closed(0) => (true, false),
+                Message::Line(0, line) => match Event::parse(line) {
+                    Some(Event::Progress { .. }) => (true, false),
+                    Some(Event::RunFinished { outcome, .. }) => {
+                        (true, matches!(outcome, Outcome::Failed(_)))
+                    }
+                    _ => (false, false),
+                },
+                _ => (false, false),
             };
             if warmed && let Some((tx, _)) = waiting.take() {
-                self.spawn_rest(&mut workers, &devices, tx, forwarded > 0 || failing)?;
+                let stopping = forwarded > 0 || failing || (failed && self.fail_fast);
+                self.spawn_rest(&mut workers, &devices, tx, stopping)?;
             }
             let (i, line) = match message {
                 Message::Closed(i) => {

@@ -70,6 +70,43 @@ fn jobs_2_trains_each_run_once_two_at_a_time() {
     assert_eq!(integrity(&db), "ok");
 }
 
+#[test]
+fn jobs_start_the_other_workers_after_the_first_ones_first_step() {
+    // Run 1 is made slow to step (a batch of 96 at dim 256): the second worker may only start,
+    // and so claim run 2, once the first has trained that step and filled the caches.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tiny_manifest(
+        dir.path(),
+        "[sweep.zip]\n\"train.batch_size\" = [96, 8]\n\"model.dim\" = [256, 32]\n",
+    );
+    let db = dir.path().join("runs.db");
+    let (code, stdout, stderr) =
+        output(
+            xp(&db)
+                .arg("run")
+                .arg(&manifest)
+                .args(["--jobs", "2", "--set", "train.steps=6"]),
+        );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let first_step_ms = metric_values(&db, 1, "step_ms")[0];
+    assert_eq!(first_step_ms.0, 1);
+    let (pids, gap_ms): (i64, f64) = conn(&db)
+        .query_row(
+            "SELECT COUNT(DISTINCT pid),
+                    (julianday(MAX(started_at)) - julianday(MIN(started_at))) * 86400000.0
+             FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(pids, 2, "each worker trained one run");
+    assert!(
+        gap_ms >= first_step_ms.1,
+        "run 2 started {gap_ms:.0} ms after run 1, whose first step took {:.0} ms",
+        first_step_ms.1
+    );
+}
+
 /// Whether a Slurm controller answers here; without one the test says it is skipped, except
 /// under `CI=true` (CI starts one).
 fn slurm_available(test: &str) -> bool {

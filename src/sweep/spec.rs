@@ -91,6 +91,9 @@ pub fn param_count(config: &Config, vocab: usize) -> u64 {
     embeddings + l * (2 * layer_norm + attention + ffn) + layer_norm + head
 }
 
+/// Device bytes per attention score of a block in training (see [`memory`]).
+const SCORE_BYTES: u64 = 12;
+
 /// Estimated training memory of one run, in bytes.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Memory {
@@ -113,14 +116,19 @@ pub fn memory(config: &Config, params: u64, vocab: usize) -> Memory {
     );
     let h = m.ffn.hidden_mult as u64 * d;
     let ffn_tensors = if m.ffn.unit.is_gated() { 4 } else { 2 };
-    let per_layer = bsz * t * (10 * d + ffn_tensors * h) + 3 * bsz * heads * t * t;
+    let per_layer = bsz * t * (10 * d + ffn_tensors * h);
     let head = 3 * bsz * t * vocab as u64;
     let embeddings = 2 * bsz * t * d;
     let element = match config.hardware.precision {
         Precision::F32 => 4,
         Precision::F16 | Precision::Bf16 => 2,
     };
-    let activations = element * (m.layers as u64 * per_layer + head + embeddings);
+    // The attention's T×T chain runs in f32 whatever the precision (the softmax, its dropout
+    // mask and the weights are kept for the backward pass, the scores' gradient made in it):
+    // 12 bytes a score, what the peaks measured on an H200 at block 256, 512 and 1024 need
+    // (docs/benchmarks.md; the estimate is then 14% under, 5% under and 2% over them).
+    let scores = SCORE_BYTES * m.layers as u64 * bsz * heads * t * t;
+    let activations = element * (m.layers as u64 * per_layer + head + embeddings) + scores;
     let (weights, grads, optimizer) = (4 * params, 4 * params, 8 * params);
     Memory {
         weights,
@@ -212,5 +220,23 @@ mod tests {
         let m = memory(&c, p, 65);
         assert_eq!(m.weights + m.grads + m.optimizer, 16 * p);
         assert_eq!(m.total, 16 * p + m.activations);
+    }
+
+    #[test]
+    fn attention_scores_count_twelve_bytes_in_any_precision() {
+        // Half precision halves every activation but the f32 chain of the T×T scores.
+        let mut c = shakespeare_char();
+        c.train.batch_size = 64;
+        let p = param_count(&c, 65);
+        let f32 = memory(&c, p, 65).activations;
+        c.hardware.precision = Precision::F16;
+        let f16 = memory(&c, p, 65).activations;
+        let scores = 12 * 6 * 64 * 6 * 256 * 256;
+        assert_eq!(f32 - scores, 2 * (f16 - scores));
+        // The shakespeare-char run measured on an H200 in f16 (glu, bias off) peaked at 4.69 GB.
+        c.model.ffn.unit = Unit::Glu;
+        let p = param_count(&c, 65);
+        let total = memory(&c, p, 65).total as f64 / 1e9;
+        assert!((3.9..4.7).contains(&total), "{total}");
     }
 }

@@ -4,9 +4,10 @@
 #    and f32 (WGSL; first the greedy 400-token sample of a checkpoint trained 300 steps) on
 #    GPU 1, side by side, at the lengths in $LENGTHS;
 # 2. speed at block 256, 512, 1024 (shakespeare-char batch 64, medium batch 32, large batch 16):
-#    xp f16 with xp's default attention, each cold (fresh CubeCL and driver caches), then
-#    shakespeare-char again on a second start, on GPU 0; PyTorch SDPA fp32, bf16 and
-#    bf16 + compile on GPU 1 at the same time; then xp f16 explicit and f32 where time is left.
+#    xp f16 with the fused attention (XP_ATTENTION=fused; the binary that ran had it as its
+#    default), each cold (fresh CubeCL and driver caches), then shakespeare-char again on a
+#    second start, on GPU 0; PyTorch SDPA fp32, bf16 and bf16 + compile on GPU 1 at the same
+#    time; then xp f16 explicit and f32 (fused) where time is left.
 # Results in $OUT/conf.tar.xz, gpu0.tar.xz and gpu1.tar.xz, packed after every step.
 set -u
 . benches/gpu/setup.sh xp
@@ -40,10 +41,10 @@ XB() { # NAME CACHE-DIR [VAR=VALUE…] -- BENCH-ARGS…
 }
 S256="--preset shakespeare-char --batch-size 64"; S512="--preset medium --batch-size 32"; S1024="--preset large --batch-size 16"
 (
-  XB f16_256 /tmp/k256 -- $S256 --steps 150 --warmup 50
-  XB f16_512 /tmp/k512 -- $S512 --steps 100 --warmup 40
-  XB f16_1024 /tmp/k1024 -- $S1024 --steps 80 --warmup 30
-  XB f16_256_second /tmp/k256 -- $S256 --steps 60 --warmup 20
+  XB f16_256 /tmp/k256 XP_ATTENTION=fused -- $S256 --steps 150 --warmup 50
+  XB f16_512 /tmp/k512 XP_ATTENTION=fused -- $S512 --steps 100 --warmup 40
+  XB f16_1024 /tmp/k1024 XP_ATTENTION=fused -- $S1024 --steps 80 --warmup 30
+  XB f16_256_second /tmp/k256 XP_ATTENTION=fused -- $S256 --steps 60 --warmup 20
   XB f16x_256 /tmp/k256 XP_ATTENTION=explicit -- $S256 --steps 100 --warmup 40
   XB f16x_1024 /tmp/k1024 XP_ATTENTION=explicit -- $S1024 --steps 60 --warmup 25
   XB f16x_512 /tmp/k512 XP_ATTENTION=explicit -- $S512 --steps 80 --warmup 30
@@ -62,7 +63,7 @@ S256="--preset shakespeare-char --batch-size 64"; S512="--preset medium --batch-
     set -- $L; n=$1; shift
     d=/tmp/g1_$n; mkdir -p $d/datasets $d/gl; cp $REPO/.dev/tinyshakespeare.txt $d/datasets/
     s=$(date +%s)
-    XP_CACHE=$d __GL_SHADER_DISK_CACHE_PATH=$d/gl timeout 120 /tmp/xp bench train --device vulkan --gpu 1 --set hardware.precision=f32 "$@" > $R/gpu1/xp_f32_$n.txt 2>&1
+    XP_ATTENTION=fused XP_CACHE=$d __GL_SHADER_DISK_CACHE_PATH=$d/gl timeout 120 /tmp/xp bench train --device vulkan --gpu 1 --set hardware.precision=f32 "$@" > $R/gpu1/xp_f32_$n.txt 2>&1
     echo "== xp f32_$n (GPU 1): rc=$? $(( $(date +%s) - s )) s; $(grep -E "first step|tokens/s|peak device|attention" $R/gpu1/xp_f32_$n.txt | tr -s ' ' | tr '\n' ';')"
     pack gpu1
   done

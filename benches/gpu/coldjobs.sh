@@ -21,7 +21,7 @@ XB() { # NAME GPU CACHE-DIR [VAR=VALUE…] -- BENCH-ARGS…
 S256="--preset shakespeare-char --batch-size 64"
 ( XB cold_default 0 /tmp/k256 -- $S256 --steps 100 --warmup 40
   XB cold_minimal 0 /tmp/kmin CUBECL_AUTOTUNE_LEVEL=minimal -- $S256 --steps 100 --warmup 40 ) &
-( XT=120
+(
   XB x1024 1 /tmp/k1024 -- --preset large --batch-size 16 --steps 60 --warmup 25
   XB x512 1 /tmp/k512 -- --preset medium --batch-size 32 --steps 80 --warmup 30 ) &
 wait; pack

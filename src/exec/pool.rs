@@ -109,26 +109,14 @@ impl Pool<'_> {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            // The first worker's first step, or its end, releases the others; a failure that
-            // stops the queue (--fail-fast) releases nothing.
-            let (warmed, failed) = match &message {
-                Message::Closed(0) => (true, false),
-                Message::Line(0, line) => match Event::parse(line) {
-                    Some(Event::Progress { .. }) => (true, false),
-                    Some(Event::RunFinished { outcome, .. }) => {
-                        (true, matches!(outcome, Outcome::Failed(_)))
-                    }
-                    _ => (false, false),
-                },
-                _ => (false, false),
-            };
-            if warmed && let Some((tx, _)) = waiting.take() {
-                let stopping = forwarded > 0 || failing || (failed && self.fail_fast);
-                self.spawn_rest(&mut workers, &devices, tx, stopping)?;
-            }
             let (i, line) = match message {
                 Message::Closed(i) => {
                     workers[i].closed = true;
+                    if i == 0
+                        && let Some((tx, _)) = waiting.take()
+                    {
+                        self.spawn_rest(&mut workers, &devices, tx, forwarded > 0 || failing)?;
+                    }
                     continue;
                 }
                 Message::Line(i, line) => (i, line),
@@ -137,6 +125,22 @@ impl Pool<'_> {
                 tracing::info!("worker {i}: {line}");
                 continue;
             };
+            // The first worker's first step, or the end of its run, releases the others; a
+            // failure that stops the queue (--fail-fast) releases nothing.
+            if i == 0
+                && matches!(event, Event::Progress { .. } | Event::RunFinished { .. })
+                && let Some((tx, _)) = waiting.take()
+            {
+                let failed = matches!(
+                    &event,
+                    Event::RunFinished {
+                        outcome: Outcome::Failed(_),
+                        ..
+                    }
+                );
+                let stopping = forwarded > 0 || failing || (failed && self.fail_fast);
+                self.spawn_rest(&mut workers, &devices, tx, stopping)?;
+            }
             match event {
                 Event::QueueStarted { recovered } => {
                     let recovered: Vec<Recovered> = recovered

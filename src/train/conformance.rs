@@ -8,11 +8,11 @@ use std::path::Path;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::model::{AttentionKernel, Gpt};
+use super::model::{self, AttentionKernel, Gpt};
 use super::sample::{Generator, Sampling};
 use super::{Error, configure_cubecl, device};
 use crate::manifest::{Config, DeviceChoice, HardwareConfig, ModelConfig, Precision, Unit};
@@ -407,15 +407,10 @@ pub fn ops(
     let gpu = |dev: &Device| *dev == devices.gpu && devices.gpu != devices.cpu;
     let fused = |dev: &Device| gpu(dev) && devices.attention != AttentionKernel::Explicit;
     let fused_training = |dev: &Device| gpu(dev) && devices.attention == AttentionKernel::Fused;
+    let no_dropout = burn::nn::DropoutConfig::new(0.0).init();
     let attend = |q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, fused: bool| -> Tensor<4> {
-        if fused {
-            return burn::tensor::module::attention(q, k, v, None, None, super::model::causal());
-        }
-        let dev = q.device();
-        let scores = q.matmul(k.swap_dims(2, 3)).cast(FloatDType::F32) * (1.0 / (hd as f64).sqrt());
-        let mask = Tensor::<2, Bool>::tril_mask([len, len], 0, &dev).reshape([1, 1, len, len]);
-        let weights = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3).cast(v.dtype());
-        weights.matmul(v)
+        let mask = (!fused).then(|| model::causal_mask(len, &q.device()));
+        model::attend(q, k, v, mask.as_ref(), &no_dropout, dt)
     };
     type Op<'a> = (&'static str, Box<dyn Fn(&Device) -> Vec<f32> + 'a>);
     let list: Vec<Op> = vec![
@@ -431,8 +426,7 @@ pub fn ops(
             "masked softmax",
             Box::new(|dev: &Device| {
                 let s = t4(&scores, [b, h, len, len], dev);
-                let mask =
-                    Tensor::<2, Bool>::tril_mask([len, len], 0, dev).reshape([1, 1, len, len]);
+                let mask = model::causal_mask(len, dev);
                 flat(softmax(s.mask_fill(mask, f32::NEG_INFINITY), 3))
             }),
         ),
@@ -440,8 +434,7 @@ pub fn ops(
             "weights·v",
             Box::new(|dev: &Device| {
                 let s = t4(&scores, [b, h, len, len], dev);
-                let mask =
-                    Tensor::<2, Bool>::tril_mask([len, len], 0, dev).reshape([1, 1, len, len]);
+                let mask = model::causal_mask(len, dev);
                 let w = softmax(s.mask_fill(mask, f32::NEG_INFINITY), 3).cast(dt);
                 let v = t4(&v, [b, h, len, hd], dev).cast(dt);
                 flat(w.matmul(v))

@@ -6,6 +6,7 @@ use burn::tensor::wgpu::{WgpuBackend, wgpu};
 use burn::tensor::{Device, DeviceKind as BurnDeviceKind};
 
 use super::model::AttentionKernel;
+use crate::manifest::machine::Vendor;
 use crate::manifest::{DeviceChoice, DeviceKind, HardwareConfig, Precision};
 
 /// The device a run got, and how to describe it in the run's record.
@@ -402,9 +403,6 @@ pub fn select(hardware: &HardwareConfig, index: Option<u32>) -> Result<Selected,
     Err(NoDevice(tried.join("; ")))
 }
 
-/// NVIDIA's PCI vendor id.
-const NVIDIA: u32 = 0x10de;
-
 /// The attention kernel a model takes on the device `select` gave, with the reason recorded in
 /// the run's provenance. burn 0.23's fused causal attention is wired in (`XP_ATTENTION=fused`
 /// takes it: flash forward, fused backward in training; `xp bench conformance` checks it), but
@@ -445,7 +443,7 @@ pub fn attention_kernel(selected: &Selected, attention_dropout: f64) -> (Attenti
             AttentionKernel::Explicit,
             "burn's fused attention backward is wrong on lavapipe",
         )
-    } else if selected.vendor == NVIDIA {
+    } else if Vendor::of(selected.vendor, &selected.adapter) == Vendor::Nvidia {
         (
             AttentionKernel::Explicit,
             "burn's fused attention is slower on NVIDIA GPUs",

@@ -213,22 +213,40 @@ impl Attention {
                 .swap_dims(1, 2)
         };
         let (q, k, v) = (split(0), split(1), split(2));
-        let y = match mask {
-            Some(mask) if !fused => {
-                let scores =
-                    q.matmul(k.swap_dims(2, 3)).cast(FloatDType::F32) * (1.0 / (hd as f64).sqrt());
-                let scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
-                let weights = self.attn_dropout.forward(softmax(scores, 3)).cast(dtype);
-                weights.matmul(v)
-            }
-            _ => attention(q, k, v, None, None, causal()),
-        };
+        let mask = mask.filter(|_| !fused);
+        let y = attend(q, k, v, mask, &self.attn_dropout, dtype);
         project(&self.proj, y.swap_dims(1, 2).reshape([b, t, d]), dtype)
     }
 }
 
+/// Causal attention of `q` over `k` and `v` ([batch, heads, time, head_dim]): the explicit
+/// path where a `mask` is given (true above the diagonal; the softmax in f32, the weights cast
+/// to `dtype`), burn's fused kernel where none is.
+pub(super) fn attend(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Option<&Tensor<4, Bool>>,
+    dropout: &Dropout,
+    dtype: FloatDType,
+) -> Tensor<4> {
+    let Some(mask) = mask else {
+        return attention(q, k, v, None, None, causal());
+    };
+    let hd = q.dims()[3];
+    let scores = q.matmul(k.swap_dims(2, 3)).cast(FloatDType::F32) * (1.0 / (hd as f64).sqrt());
+    let scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
+    dropout.forward(softmax(scores, 3)).cast(dtype).matmul(v)
+}
+
+/// The causal mask of `len` positions: true above the diagonal (burn's `tril_mask` marks what
+/// lies outside the lower triangle), where a position may not attend.
+pub(super) fn causal_mask(len: usize, device: &Device) -> Tensor<4, Bool> {
+    Tensor::<2, Bool>::tril_mask([len, len], 0, device).reshape([1, 1, len, len])
+}
+
 /// Causal attention at the default scale 1/√head_dim: the options burn's fused kernels serve.
-pub(super) fn causal() -> AttentionModuleOptions {
+fn causal() -> AttentionModuleOptions {
     AttentionModuleOptions {
         is_causal: true,
         ..AttentionModuleOptions::default()
@@ -337,14 +355,12 @@ impl Gpt {
         let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
         let x = self.tokens.forward(ids) + self.positions.forward(positions);
         let mut x = self.dropout.forward(x);
-        // True above the diagonal (burn's `tril_mask` marks what lies outside the lower
-        // triangle): a position may not attend to later ones. Only the explicit path reads it.
+        // Only the explicit path reads the mask.
         let explicit = self
             .blocks
             .iter()
             .any(|block| !block.attn.fused(self.attention, &x));
-        let mask = explicit
-            .then(|| Tensor::<2, Bool>::tril_mask([t, t], 0, &device).reshape([1, 1, t, t]));
+        let mask = explicit.then(|| causal_mask(t, &device));
         for block in &self.blocks {
             x = block.forward(x, mask.as_ref(), self.attention, alpha, self.compute);
         }

@@ -7,18 +7,22 @@ use std::time::{Duration, Instant};
 
 use crate::common::{conn, integrity, metric_steps, metric_values, output, tiny_manifest, xp};
 
+/// `xp run MANIFEST --jobs 2` with `steps` steps a run.
+fn run_jobs_2(db: &Path, manifest: &Path, steps: u64) -> (i32, String, String) {
+    output(xp(db).arg("run").arg(manifest).args([
+        "--jobs",
+        "2",
+        "--set",
+        &format!("train.steps={steps}"),
+    ]))
+}
+
 #[test]
 fn jobs_2_trains_each_run_once_two_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = tiny_manifest(dir.path(), "[sweep.grid]\n\"train.seed\" = [1, 2, 3, 4]\n");
     let db = dir.path().join("runs.db");
-    let (code, stdout, stderr) =
-        output(
-            xp(&db)
-                .arg("run")
-                .arg(&manifest)
-                .args(["--jobs", "2", "--set", "train.steps=200"]),
-        );
+    let (code, stdout, stderr) = run_jobs_2(&db, &manifest, 200);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains("4 completed, 0 failed, 0 interrupted"),
@@ -80,13 +84,7 @@ fn jobs_start_the_other_workers_after_the_first_ones_first_step() {
         "[sweep.zip]\n\"train.batch_size\" = [96, 8]\n\"model.dim\" = [256, 32]\n",
     );
     let db = dir.path().join("runs.db");
-    let (code, stdout, stderr) =
-        output(
-            xp(&db)
-                .arg("run")
-                .arg(&manifest)
-                .args(["--jobs", "2", "--set", "train.steps=6"]),
-        );
+    let (code, stdout, stderr) = run_jobs_2(&db, &manifest, 6);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let first_step_ms = metric_values(&db, 1, "step_ms")[0];
     assert_eq!(first_step_ms.0, 1);

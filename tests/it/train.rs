@@ -406,6 +406,29 @@ fn bench_train_reports_speed_on_the_cpu_backend() {
     );
 }
 
+/// `xp bench conformance` of the tiny model in f32 on lavapipe (`--quick`), its cases written to
+/// `dir/cases.csv`, with `args` added.
+fn conformance_on_lavapipe(dir: &Path, args: &[&str]) -> assert_cmd::Command {
+    let mut cmd = xp(&dir.join("unused.db"));
+    cmd.env("CUBECL_AUTOTUNE_LEVEL", "minimal")
+        .env("XP_CACHE", dir.join("cache"))
+        .args([
+            "bench",
+            "conformance",
+            "--device",
+            "vulkan",
+            "--preset",
+            "tiny",
+            "--quick",
+            "--precision",
+            "f32",
+            "--cases",
+        ])
+        .arg(dir.join("cases.csv"))
+        .args(args);
+    cmd
+}
+
 #[test]
 fn the_conformance_check_passes_on_lavapipe() {
     if !crate::common::vulkan_available("the_conformance_check_passes_on_lavapipe") {
@@ -414,27 +437,8 @@ fn the_conformance_check_passes_on_lavapipe() {
     let dir = tempfile::tempdir().unwrap();
     let cases = dir.path().join("cases.csv");
     let table = dir.path().join("table.md");
-    let (code, stdout, stderr) = output(
-        xp(&dir.path().join("unused.db"))
-            .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
-            .env("XP_CACHE", dir.path().join("cache"))
-            .args([
-                "bench",
-                "conformance",
-                "--device",
-                "vulkan",
-                "--preset",
-                "tiny",
-                "--quick",
-                "--lengths=1,63,64",
-                "--precision",
-                "f32",
-                "--cases",
-            ])
-            .arg(&cases)
-            .arg("--out")
-            .arg(&table),
-    );
+    let (code, stdout, stderr) =
+        output(conformance_on_lavapipe(dir.path(), &["--lengths=1,63,64", "--out"]).arg(&table));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let csv = std::fs::read_to_string(&cases).unwrap();
     let rows: Vec<&str> = csv.lines().skip(1).collect();
@@ -477,26 +481,11 @@ fn the_fused_attention_is_checked_and_its_lavapipe_bug_is_still_there() {
     let dir = tempfile::tempdir().unwrap();
     let cases = dir.path().join("cases.csv");
     let (code, stdout, stderr) = output(
-        xp(&dir.path().join("unused.db"))
-            .env("XP_ATTENTION", "fused")
-            .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
-            .env("XP_CACHE", dir.path().join("cache"))
-            .args([
-                "bench",
-                "conformance",
-                "--device",
-                "vulkan",
-                "--preset",
-                "tiny",
-                "--quick",
-                "--lengths=16,17",
-                "--skip-units",
-                "--train-steps=0",
-                "--precision",
-                "f32",
-                "--cases",
-            ])
-            .arg(&cases),
+        conformance_on_lavapipe(
+            dir.path(),
+            &["--lengths=16,17", "--skip-units", "--train-steps=0"],
+        )
+        .env("XP_ATTENTION", "fused"),
     );
     assert_eq!(code, 1, "{stdout}{stderr}");
     let csv = std::fs::read_to_string(&cases).unwrap();

@@ -1,9 +1,11 @@
 //! xp: manifest → validated plan → queue → trainer → store → reports (terminal and dashboard).
 
 pub mod cli;
+pub mod count;
 pub mod data;
 pub mod exec;
 pub mod manifest;
+pub mod report;
 pub mod store;
 pub mod summary;
 pub mod sweep;

@@ -1,8 +1,6 @@
 //! `xp completions`: shell completion scripts.
 
-use clap::CommandFactory;
-
-use super::{Cli, Context, Result, exit};
+use super::{Result, exit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -10,12 +8,9 @@ pub struct Args {
     shell: clap_complete::Shell,
 }
 
-pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
-    clap_complete::generate(
-        args.shell,
-        &mut Cli::command(),
-        "xp",
-        &mut std::io::stdout().lock(),
-    );
+/// Writes the completion script of `xp` (the whole command line, which the dispatcher passes
+/// in) for the shell asked for.
+pub fn run(args: Args, xp: &mut clap::Command) -> Result<u8> {
+    clap_complete::generate(args.shell, xp, "xp", &mut std::io::stdout().lock());
     Ok(exit::OK)
 }

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
+use crate::count::Count;
 use crate::manifest::{self, Diagnostics};
 use crate::{exec, store, ui};
 
@@ -15,7 +16,7 @@ pub mod exit {
     /// Bad input: an invalid manifest, flag, run name or database file.
     pub const BAD_INPUT: u8 = 2;
     /// Stopped by Ctrl-C (or SIGTERM): 128 + SIGINT, as shells expect.
-    pub const INTERRUPTED: u8 = 130;
+    pub const INTERRUPTED: u8 = crate::exec::interrupts::EXIT_AT_ONCE;
 }
 
 /// Errors as the command line reports them.
@@ -103,9 +104,9 @@ pub fn render_diagnostics(diagnostics: &Diagnostics, color: bool) -> String {
     }
     let n = diagnostics.items.len();
     out.push_str(&format!(
-        "error: {} is not a valid manifest: {n} problem{}\n",
+        "error: {} is not a valid manifest: {}\n",
         diagnostics.file,
-        if n == 1 { "" } else { "s" }
+        Count::numbered("problem", n)
     ));
     out
 }

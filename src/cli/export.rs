@@ -8,12 +8,13 @@ use std::path::PathBuf;
 use super::load::Selection;
 use super::output::write_csv;
 use super::{Context, Error, Result, exit};
-use crate::manifest::layers::flatten;
-use crate::store::Listed;
+use crate::report::settings::differing_settings;
+use crate::store::{Listed, RunRecord};
 use crate::summary::SummaryMetric;
 
+/// What each exported row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum What {
+enum Rows {
     /// One row per (run, metric, step): run, experiment, metric, step, value, t_ms.
     Metrics,
     /// One row per run: state, the settings that vary among the runs, summary metrics.
@@ -29,7 +30,7 @@ enum ExportFormat {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[arg(value_enum)]
-    what: What,
+    what: Rows,
     /// Only these runs (run-N, N or key prefixes); default all that match the filters.
     runs: Vec<String>,
     #[command(flatten)]
@@ -41,7 +42,8 @@ pub struct Args {
     output: Option<PathBuf>,
 }
 
-fn num(v: Option<f64>) -> serde_json::Value {
+/// A finite number as JSON, else null (JSON has no NaN or infinity).
+fn json_number(v: Option<f64>) -> serde_json::Value {
     v.filter(|v| v.is_finite())
         .map(serde_json::Value::from)
         .unwrap_or(serde_json::Value::Null)
@@ -75,7 +77,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     };
     let mut out = BufWriter::with_capacity(1 << 16, sink);
     match args.what {
-        What::Metrics => {
+        Rows::Metrics => {
             let names: BTreeMap<i64, (String, String)> = runs
                 .iter()
                 .map(|l| (l.run.id, (l.run.name(), l.run.experiment.clone())))
@@ -105,33 +107,20 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                         let (name, experiment) = &names[&run];
                         let row = serde_json::json!({
                             "run": name, "experiment": experiment, "metric": metric,
-                            "step": step, "value": num(Some(value)), "t_ms": t_ms,
+                            "step": step, "value": json_number(Some(value)), "t_ms": t_ms,
                         });
                         writeln!(out, "{row}")
                     })??;
                 }
             }
         }
-        What::Summaries => {
-            let trees: Vec<serde_json::Value> = runs
-                .iter()
-                .map(|l| serde_json::to_value(&l.run.spec.config).expect("config serializes"))
-                .collect();
-            let configs: Vec<_> = trees.iter().map(flatten).collect();
-            let mut varying: Vec<&String> = configs
-                .iter()
-                .flat_map(|c| c.keys())
-                .filter(|k| {
-                    k.as_str() != "experiment.description"
-                        && configs.iter().any(|c| c.get(*k) != configs[0].get(*k))
-                })
-                .collect();
-            varying.sort();
-            varying.dedup();
+        Rows::Summaries => {
+            let records: Vec<&RunRecord> = runs.iter().map(|l| &l.run).collect();
+            let (varying, _) = differing_settings(&records);
             let rows: Vec<serde_json::Map<String, serde_json::Value>> = runs
                 .iter()
-                .zip(&configs)
-                .map(|(l, config)| {
+                .enumerate()
+                .map(|(i, l)| {
                     let r = &l.run;
                     let s = l.summary.clone().unwrap_or_default();
                     let mut m = serde_json::Map::new();
@@ -141,13 +130,13 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                     m.insert("key".into(), r.key.clone().into());
                     m.insert("step".into(), r.step.into());
                     m.insert("steps_total".into(), r.steps_total.into());
-                    for k in &varying {
-                        m.insert((*k).clone(), config.get(*k).cloned().unwrap_or_default());
+                    for d in &varying {
+                        m.insert(d.setting.clone(), d.values[i].clone().unwrap_or_default());
                     }
                     for metric in SummaryMetric::ALL {
                         let value = match metric {
                             SummaryMetric::Params => s.params.map(Into::into).unwrap_or_default(),
-                            _ => num(s.get(metric)),
+                            _ => json_number(s.get(metric)),
                         };
                         m.insert(metric.name().into(), value);
                     }
@@ -156,9 +145,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                 .collect();
             match args.format {
                 ExportFormat::Jsonl => {
-                    for (row, tree) in rows.into_iter().zip(trees) {
-                        let mut row = row;
+                    for (mut row, l) in rows.into_iter().zip(&runs) {
                         // JSON keeps the whole resolved config too, nested as it was given.
+                        let tree = serde_json::to_value(&l.run.spec.config).unwrap_or_default();
                         row.insert("config".into(), tree);
                         writeln!(out, "{}", serde_json::Value::Object(row))?;
                     }
@@ -169,7 +158,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                         ["run", "experiment", "status", "key", "step", "steps_total"]
                             .map(String::from)
                             .to_vec();
-                    header.extend(varying.iter().map(|k| (*k).clone()));
+                    header.extend(varying.iter().map(|d| d.setting.clone()));
                     header.extend(SummaryMetric::ALL.map(|m| m.name().to_string()));
                     let table: Vec<Vec<String>> = rows
                         .iter()

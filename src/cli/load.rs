@@ -32,14 +32,12 @@ pub fn machine() -> manifest::profiles::Machine {
 
 /// Parses a `--where` expression and compiles it to SQL, or says where it is wrong.
 pub fn compile_where(text: &str) -> Result<store::query::Sql> {
-    let fail = |column: usize, message: String| Error::Query {
+    store::query::compile_where(text).map_err(|e| Error::Query {
         flag: "--where",
         text: text.to_string(),
-        column,
-        message,
-    };
-    let expr = sweep::Expr::parse(text).map_err(|e| fail(e.column, e.message))?;
-    store::query::compile(&expr).map_err(|e| fail(e.column, e.message))
+        column: e.column,
+        message: e.message,
+    })
 }
 
 /// Compiles a `--sort` key, or says what is wrong with it.

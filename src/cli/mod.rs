@@ -6,6 +6,7 @@ mod cancel;
 mod chart;
 mod compare;
 mod completions;
+mod context;
 mod error;
 mod export;
 mod load;
@@ -29,11 +30,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+pub use context::Context;
 pub use error::{Error, Result, exit, render_diagnostics};
-
-use crate::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,32 +95,6 @@ enum Command {
     /// Train runs for another xp: a worker of `xp run --jobs N`, or a Slurm array task.
     #[command(hide = true)]
     Worker(worker::Args),
-}
-
-/// Settings shared by every subcommand.
-pub struct Context {
-    pub db: PathBuf,
-    pub color: bool,
-}
-
-impl Context {
-    pub fn open_store(&self) -> Result<Store> {
-        Ok(Store::open(&self.db)?)
-    }
-
-    pub fn open_existing_store(&self) -> Result<Store> {
-        Ok(Store::open_existing(&self.db)?)
-    }
-
-    /// An existing store, with what Slurm tasks recorded merged in first. Not reaching Slurm
-    /// is no reason to refuse to show what the store has: it is only logged.
-    pub fn open_synced_store(&self) -> Result<Store> {
-        let mut store = self.open_existing_store()?;
-        if let Err(e) = crate::exec::slurm::sync_before_reading(&mut store) {
-            tracing::warn!("the store may be behind what Slurm tasks recorded: {e}");
-        }
-        Ok(store)
-    }
 }
 
 fn color_enabled() -> bool {
@@ -189,7 +163,7 @@ pub fn main() -> ExitCode {
         Command::Sample(a) => sample::run(a, &ctx),
         Command::Schema(a) => schema::run(a, &ctx),
         Command::Profiles(a) => profiles::run(a, &ctx),
-        Command::Completions(a) => completions::run(a, &ctx),
+        Command::Completions(a) => completions::run(a, &mut Cli::command()),
         Command::Ui(a) => ui::run(a, &ctx),
     };
     match result {

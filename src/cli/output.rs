@@ -136,13 +136,13 @@ pub fn say(line: &str) {
 }
 
 /// A measured value, or a dash where there is none.
-pub fn shown<T>(value: Option<T>, format: impl FnOnce(T) -> String) -> String {
+pub fn or_dash<T>(value: Option<T>, format: impl FnOnce(T) -> String) -> String {
     value.map(format).unwrap_or_else(|| "—".into())
 }
 
 /// A loss or similar figure to four decimals, or a dash.
-pub fn figure(value: Option<f64>) -> String {
-    shown(value, |v| format!("{v:.4}"))
+pub fn fixed4(value: Option<f64>) -> String {
+    or_dash(value, |v| format!("{v:.4}"))
 }
 
 #[cfg(test)]

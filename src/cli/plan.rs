@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::load::load_and_plan;
 use super::output::{Format, si, write_csv, write_table};
 use super::{Context, Result, exit};
+use crate::count::Count;
 use crate::manifest::layers;
 use crate::sweep::{self, Plan};
 
@@ -61,9 +62,8 @@ pub fn totals(plan: &Plan) -> String {
     let tokens: u64 = plan.runs.iter().map(|r| r.tokens).sum();
     let peak = plan.runs.iter().map(|r| r.memory.total).max().unwrap_or(0);
     let mut line = format!(
-        "{} run{}, {} tokens in all, peak estimated memory {} GB",
-        plan.runs.len(),
-        if plan.runs.len() == 1 { "" } else { "s" },
+        "{}, {} tokens in all, peak estimated memory {} GB",
+        Count::numbered("run", plan.runs.len()),
         si(tokens as f64),
         gb(peak)
     );

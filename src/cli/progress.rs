@@ -4,25 +4,16 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::output::{duration, figure, say, si};
-use super::{Context, Result, exit};
-use crate::exec::{self, Observer, Outcome, Queue, Started, pool::Pool};
-use crate::store::queue::Recovered;
-use crate::store::{RunRecord, Store};
+use super::output::{duration, fixed4, say, si};
+use super::{Context, Result};
+use crate::exec::interrupts::Signal;
+use crate::exec::{self, Observer, Pending, Queue, Started, Workers};
+use crate::report::eta::Stopwatch;
+use crate::store::{Outcome, Recovered, RunRecord, Store};
 use crate::train::Progress;
-
-/// How many workers train a queue, and on which GPUs.
-pub struct Workers<'a> {
-    pub jobs: u32,
-    pub devices: &'a [u32],
-}
 
 /// The observer for this terminal: bars when stderr is one, lines otherwise.
 fn observer() -> Box<dyn Observer> {
@@ -33,8 +24,8 @@ fn observer() -> Box<dyn Observer> {
     }
 }
 
-/// Executes a queue with progress on stderr and Ctrl-C handling: in this process, or by
-/// several worker processes.
+/// Executes a queue (in this process, or by several workers) with progress on stderr and
+/// Ctrl-C told there.
 pub fn execute(
     store: &mut Store,
     queue: Queue<'_>,
@@ -43,74 +34,26 @@ pub fn execute(
     ctx: &Context,
 ) -> Result<exec::Report> {
     let mut observer = observer();
-    if let (Queue::Experiment(name), true) = (&queue, workers.jobs > 1) {
-        let interrupts = Interrupts::install(ctx.db.clone(), true)?;
-        let (recovered, pending) = exec::prepare(store, &queue)?;
-        let pool = Pool {
-            db: &ctx.db,
-            experiment: name,
-            jobs: workers.jobs,
-            devices: workers.devices,
-            fail_fast,
-            signals: &interrupts.count,
-        };
-        let gpus = if workers.devices.is_empty() {
-            crate::train::device::gpu_count()
-        } else {
-            workers.devices.len()
-        };
-        return Ok(pool.run(store, pending, &recovered, gpus, observer.as_mut())?);
-    }
-    let interrupts = Interrupts::install(ctx.db.clone(), false)?;
-    let options = exec::Options {
+    Ok(exec::run_queue(
+        store,
+        &ctx.db,
+        queue,
         fail_fast,
-        stop: &interrupts.stop,
-        device: None,
-    };
-    Ok(exec::execute(store, queue, &options, observer.as_mut())?)
+        workers,
+        observer.as_mut(),
+        tell,
+    )?)
 }
 
-/// The Ctrl-C (and SIGTERM) handling of a queue. The first signal sets `stop`, so the current
-/// run finishes its step, writes a checkpoint and is marked interrupted. A second one, in a
-/// process that trains, marks its runs interrupted at once and exits with 130; in a process
-/// that relays to workers, it is only counted, and passed on.
-pub struct Interrupts {
-    pub stop: Arc<AtomicBool>,
-    pub count: Arc<AtomicUsize>,
-}
-
-impl Interrupts {
-    pub fn install(db: PathBuf, relay: bool) -> std::io::Result<Interrupts> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let stop = Arc::new(AtomicBool::new(false));
-        let count = Arc::new(AtomicUsize::new(0));
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let (flag, counter) = (stop.clone(), count.clone());
-        std::thread::spawn(move || {
-            for _ in signals.forever() {
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                if n == 1 {
-                    flag.store(true, Ordering::SeqCst);
-                    say(
-                        "\nstopping after this step (a checkpoint is written); Ctrl-C again to quit at once",
-                    );
-                    continue;
-                }
-                if relay {
-                    say("stopping the workers at once");
-                    continue;
-                }
-                // Metrics after the last checkpoint are recorded again when the run resumes.
-                if let Ok(store) = Store::open_existing(&db) {
-                    let me = exec::provenance::this_process();
-                    let _ = store.abandon_runs_of(&me, "stopped at once by a second Ctrl-C");
-                }
-                say("stopped");
-                std::process::exit(exit::INTERRUPTED.into());
-            }
-        });
-        Ok(Interrupts { stop, count })
-    }
+/// What a Ctrl-C did, on stderr.
+pub fn tell(signal: Signal) {
+    say(match signal {
+        Signal::Stopping => {
+            "\nstopping after this step (a checkpoint is written); Ctrl-C again to quit at once"
+        }
+        Signal::Relayed => "stopping the workers at once",
+        Signal::StoppedAtOnce => "stopped",
+    });
 }
 
 fn recovered_lines(recovered: &[Recovered]) {
@@ -119,21 +62,6 @@ fn recovered_lines(recovered: &[Recovered]) {
             "run-{} was left running: {}; it resumes from its last checkpoint",
             r.run, r.reason
         ));
-    }
-}
-
-/// Estimated seconds left, from the pace since the first progress report of a run.
-#[derive(Default)]
-struct Pace {
-    since: Option<(Instant, u64)>,
-}
-
-impl Pace {
-    fn eta(&mut self, step: u64, steps: u64) -> Option<f64> {
-        let (t0, s0) = *self.since.get_or_insert((Instant::now(), step));
-        let done = step.checked_sub(s0).filter(|d| *d > 0)?;
-        let per_step = t0.elapsed().as_secs_f64() / done as f64;
-        Some(per_step * steps.saturating_sub(step) as f64)
     }
 }
 
@@ -162,14 +90,14 @@ fn describe(p: &Progress) -> String {
 
 fn finished(run: &RunRecord, outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Completed(s) => format!(
+        Outcome::Completed { summary } => format!(
             "{} completed: best val loss {} in {}",
             run.name(),
-            figure(s.best_val_loss),
-            duration(s.wall_s.unwrap_or(0.0))
+            fixed4(summary.best_val_loss),
+            duration(summary.wall_s.unwrap_or(0.0))
         ),
-        Outcome::Failed(e) => format!("{} failed: {e}", run.name()),
-        Outcome::Interrupted(step) => format!(
+        Outcome::Failed { reason } => format!("{} failed: {reason}", run.name()),
+        Outcome::Interrupted { step, .. } => format!(
             "{} interrupted at step {step}; `xp resume {}` or the next `xp run` goes on from there",
             run.name(),
             run.name()
@@ -181,18 +109,18 @@ fn finished(run: &RunRecord, outcome: &Outcome) -> String {
 #[derive(Default)]
 struct Lines {
     total: usize,
-    /// Per running run, its pace.
-    paces: HashMap<i64, Pace>,
+    /// Per running run, its pace since its first progress line.
+    paces: HashMap<i64, Stopwatch>,
 }
 
 impl Observer for Lines {
-    fn queue_started(&mut self, runs: usize, _steps: u64, recovered: &[Recovered]) {
+    fn queue_started(&mut self, pending: Pending, recovered: &[Recovered]) {
         recovered_lines(recovered);
-        self.total += runs;
+        self.total += pending.runs;
     }
 
     fn run_started(&mut self, run: &RunRecord, s: &Started<'_>) {
-        self.paces.insert(run.id, Pace::default());
+        self.paces.insert(run.id, Stopwatch::default());
         say(&format!(
             "[{}/{}] {} started on {} ({}){}",
             s.index,
@@ -213,8 +141,13 @@ impl Observer for Lines {
             .paces
             .entry(run.id)
             .or_default()
-            .eta(p.step, p.steps)
-            .map(|s| format!("  eta {}", duration(s)))
+            .pace(p.step)
+            .map(|pace| {
+                format!(
+                    "  eta {}",
+                    duration(pace.eta(p.steps.saturating_sub(p.step), 1))
+                )
+            })
             .unwrap_or_default();
         say(&format!(
             "{} step {}/{}{}{eta}",
@@ -282,7 +215,7 @@ impl Bars {
 }
 
 impl Observer for Bars {
-    fn queue_started(&mut self, runs: usize, steps: u64, recovered: &[Recovered]) {
+    fn queue_started(&mut self, pending: Pending, recovered: &[Recovered]) {
         for r in recovered {
             let _ = self.multi.println(format!(
                 "run-{} was left running: {}; it resumes from its last checkpoint",
@@ -290,9 +223,9 @@ impl Observer for Bars {
             ));
         }
         // Workers report their own starts too, with nothing pending of their own.
-        self.total += runs;
-        if steps > 0 {
-            self.queue.set_length(steps);
+        self.total += pending.runs;
+        if pending.steps > 0 {
+            self.queue.set_length(pending.steps);
         }
         self.update_queue();
     }

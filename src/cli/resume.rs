@@ -4,8 +4,8 @@ use std::io::Write;
 
 use super::output::Lossy;
 use super::{Context, Error, Result, progress, run::code};
-use crate::exec::{self, Queue};
-use crate::store::{Liveness, RunState, queue};
+use crate::exec::Queue;
+use crate::store::{Liveness, RunState};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,7 +33,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
             )));
         }
         RunState::Running(lease) => {
-            if let Liveness::Alive = queue::liveness(lease, exec::host().as_deref()) {
+            if let Liveness::Alive = lease.liveness_here() {
                 return Err(Error::Usage(format!(
                     "{} is running (process {} on {}); stop that process first",
                     run.name(),
@@ -51,7 +51,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         | RunState::Cancelled { .. }
         | RunState::Interrupted { .. } => {}
     }
-    let one = progress::Workers {
+    let one = crate::exec::Workers {
         jobs: 1,
         devices: &[],
     };

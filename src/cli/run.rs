@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::load::load_and_plan;
 use super::output::Lossy;
 use super::{Context, Result, exit, progress};
+use crate::count::Count;
 use crate::exec::{self, Queue};
 use crate::manifest::ExecutorKind;
 use crate::store::Status;
@@ -90,18 +91,13 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     }
     writeln!(
         out,
-        "experiment {}: {} run{} planned, {new} newly queued",
+        "experiment {}: {} planned, {new} newly queued",
         plan.experiment.name,
-        plan.runs.len(),
-        if plan.runs.len() == 1 { "" } else { "s" }
+        Count::numbered("run", plan.runs.len())
     )?;
     if args.retry_failed {
         let n = store.requeue_failed(&plan.experiment.name)?;
-        writeln!(
-            out,
-            "re-queued {n} failed run{}",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(out, "re-queued {}", Count::numbered("failed run", n))?;
     }
     if args.queue_only {
         return Ok(exit::OK);
@@ -114,10 +110,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         for a in &arrays {
             writeln!(
                 out,
-                "submitted Slurm job {} (array of {} task{}: {}), script {}",
+                "submitted Slurm job {} (array of {}: {}), script {}",
                 a.job,
-                a.runs.len(),
-                if a.runs.len() == 1 { "" } else { "s" },
+                Count::numbered("task", a.runs.len()),
                 a.runs
                     .iter()
                     .map(|r| format!("run-{r}"))
@@ -128,13 +123,13 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         }
         writeln!(
             out,
-            "experiment {}: {runs} run{} submitted to Slurm; `xp status` follows them",
+            "experiment {}: {} submitted to Slurm; `xp status` follows them",
             plan.experiment.name,
-            if runs == 1 { "" } else { "s" }
+            Count::numbered("run", runs)
         )?;
         return Ok(exit::OK);
     }
-    let workers = progress::Workers {
+    let workers = crate::exec::Workers {
         jobs: executor.jobs,
         devices: &executor.devices,
     };

@@ -4,11 +4,10 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::output::{ReportFormat, figure, shown, si, table, write_json};
+use super::output::{ReportFormat, fixed4, or_dash, si, table, write_json};
 use super::{Context, Result, exit};
-use crate::exec;
-use crate::manifest::layers::flatten;
-use crate::store::{Checkpoint, Liveness, RunRecord, RunState, queue};
+use crate::report::settings::settings;
+use crate::store::{Checkpoint, Liveness, RunRecord, RunState};
 use crate::summary::Summary;
 use crate::sweep;
 
@@ -44,7 +43,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     let store = ctx.open_synced_store()?;
     let run = store.run(&args.run)?;
     let process = match &run.state {
-        RunState::Running(lease) => Some(match queue::liveness(lease, exec::host().as_deref()) {
+        RunState::Running(lease) => Some(match lease.liveness_here() {
             Liveness::Alive => "alive".to_string(),
             Liveness::Dead(why) => format!("orphaned: {why}"),
         }),
@@ -142,11 +141,11 @@ fn render(s: &Shown, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             out,
             "  summary   best val {}  final val {}  final train {}  {} tok/s  {} s",
-            figure(summary.best_val_loss),
-            figure(summary.final_val_loss),
-            figure(summary.final_train_loss),
-            shown(summary.median_tokens_per_s, |v| si(v.round())),
-            shown(summary.wall_s, |v| format!("{v:.1}")),
+            fixed4(summary.best_val_loss),
+            fixed4(summary.final_val_loss),
+            fixed4(summary.final_train_loss),
+            or_dash(summary.median_tokens_per_s, |v| si(v.round())),
+            or_dash(summary.wall_s, |v| format!("{v:.1}")),
         )?;
     }
     if !s.latest_metrics.is_empty() {
@@ -178,7 +177,7 @@ fn render(s: &Shown, out: &mut impl Write) -> std::io::Result<()> {
             &c.blake3[..12.min(c.blake3.len())]
         )?;
     }
-    let config = flatten(&serde_json::to_value(&r.spec.config).expect("config serializes"));
+    let config = settings(r);
     let mut t = table(vec!["setting".into(), "value".into(), "from".into()]);
     for (key, value) in config {
         let from = p.origins.get(&key).cloned().unwrap_or_default();

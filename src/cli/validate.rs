@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::load::load_and_plan;
 use super::{Context, Result, exit};
+use crate::count::Count;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,11 +21,10 @@ pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{}: valid; experiment `{}`, {} run{}",
+        "{}: valid; experiment `{}`, {}",
         loaded.display,
         plan.experiment.name,
-        plan.runs.len(),
-        if plan.runs.len() == 1 { "" } else { "s" }
+        Count::numbered("run", plan.runs.len())
     )?;
     Ok(exit::OK)
 }

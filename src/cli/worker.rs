@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use super::output::say;
-use super::progress::Interrupts;
-use super::{Context, Result, run::code};
+use super::{Context, Result, progress, run::code};
+use crate::exec::interrupts::Interrupts;
 use crate::exec::{self, Queue, events::EventWriter};
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +37,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         ));
     };
     let mut store = ctx.open_existing_store()?;
-    let interrupts = Interrupts::install(ctx.db.clone(), false)?;
+    let interrupts = Interrupts::install(ctx.db.clone(), false, progress::tell)?;
     let options = exec::Options {
         fail_fast: args.fail_fast,
         stop: &interrupts.stop,

@@ -5,9 +5,8 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Observer, Outcome, Started};
-use crate::store::RunRecord;
-use crate::store::queue::Recovered;
+use super::{Observer, Pending, Started};
+use crate::store::{Outcome, Recovered, RunRecord};
 use crate::train::Progress;
 
 /// One observer call of a worker.
@@ -15,7 +14,7 @@ use crate::train::Progress;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     QueueStarted {
-        recovered: Vec<(i64, String)>,
+        recovered: Vec<Recovered>,
     },
     RunStarted {
         run: i64,
@@ -65,12 +64,9 @@ impl<W: Write> EventWriter<W> {
 }
 
 impl<W: Write> Observer for EventWriter<W> {
-    fn queue_started(&mut self, _runs: usize, _steps: u64, recovered: &[Recovered]) {
+    fn queue_started(&mut self, _pending: Pending, recovered: &[Recovered]) {
         self.emit(&Event::QueueStarted {
-            recovered: recovered
-                .iter()
-                .map(|r| (r.run, r.reason.clone()))
-                .collect(),
+            recovered: recovered.to_vec(),
         });
     }
 
@@ -113,7 +109,10 @@ mod tests {
     fn events_round_trip_through_their_lines() {
         let events = [
             Event::QueueStarted {
-                recovered: vec![(3, "its process 9 is gone".into())],
+                recovered: vec![Recovered {
+                    run: 3,
+                    reason: "its process 9 is gone".into(),
+                }],
             },
             Event::RunStarted {
                 run: 3,
@@ -133,7 +132,9 @@ mod tests {
             },
             Event::RunFinished {
                 run: 3,
-                outcome: Outcome::Failed("diverged".into()),
+                outcome: Outcome::Failed {
+                    reason: "diverged".into(),
+                },
             },
         ];
         for e in events {

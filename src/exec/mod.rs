@@ -3,6 +3,8 @@
 //! on. What the terminal shows is up to an [`Observer`].
 
 pub mod events;
+pub mod interrupts;
+mod policy;
 pub mod pool;
 pub mod provenance;
 pub mod slurm;
@@ -10,13 +12,12 @@ pub mod slurm;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::store::queue::Recovered;
 use crate::store::{
-    self, Checkpoint, Claimant, Ending, MetricRow, MetricWriter, Reserve, RunFilter, RunRecord,
-    Status, Store,
+    self, Checkpoint, Claimant, MetricRow, MetricWriter, Outcome, Recovered, Reserve, RunRecord,
+    Store,
 };
-use crate::summary::Summary;
 use crate::train::{self, Control, Metric, Placement, Progress, Recorder, Saved};
+pub use policy::{Workers, run_queue};
 pub use provenance::host;
 
 /// Errors of this module.
@@ -34,22 +35,15 @@ pub enum Error {
     /// The executor's settings cannot work (exit 2).
     #[error("{0}")]
     Usage(String),
-}
-
-/// How one run ended.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Completed(Summary),
-    Failed(String),
-    Interrupted(u64),
+    #[error("cannot handle Ctrl-C: {0}")]
+    Signals(std::io::Error),
 }
 
 /// What the command line shows while the queue runs.
 pub trait Observer {
     /// The queue is about to start: how many runs and steps are pending, and the runs found
     /// orphaned (now interrupted, to be resumed).
-    fn queue_started(&mut self, runs: usize, steps: u64, recovered: &[Recovered]);
+    fn queue_started(&mut self, pending: Pending, recovered: &[Recovered]);
     /// A run starts training on `backend`/`adapter`, from scratch or from a checkpoint.
     fn run_started(&mut self, run: &RunRecord, started: &Started<'_>);
     /// Something the person watching should know about a run (a checkpoint that failed
@@ -82,6 +76,17 @@ pub struct Report {
     pub stopped: bool,
 }
 
+impl Report {
+    /// Counts one run's outcome.
+    pub fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Completed { .. } => self.completed += 1,
+            Outcome::Failed { .. } => self.failed += 1,
+            Outcome::Interrupted { .. } => self.interrupted += 1,
+        }
+    }
+}
+
 /// Which runs a queue takes.
 #[derive(Debug, Clone)]
 pub enum Queue<'a> {
@@ -100,12 +105,27 @@ pub struct Options<'a> {
     pub device: Option<u32>,
 }
 
+/// What a queue has before it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// Runs found running with their process gone, now interrupted (to be resumed).
+    pub recovered: Vec<Recovered>,
+    pub pending: Pending,
+}
+
+/// The runs a queue will take and the steps they have left.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Pending {
+    pub runs: usize,
+    pub steps: u64,
+}
+
 /// Before a queue starts: marks runs whose process died as interrupted (so that they are
 /// resumed from their last checkpoint), then counts the runs and steps the queue will take.
-pub fn prepare(store: &Store, queue: &Queue<'_>) -> Result<(Vec<Recovered>, (usize, u64)), Error> {
+pub fn prepare(store: &Store, queue: &Queue<'_>) -> Result<Prepared, Error> {
     let recovered = store.recover_stale(provenance::host().as_deref())?;
     let pending = pending(store, queue)?;
-    Ok((recovered, pending))
+    Ok(Prepared { recovered, pending })
 }
 
 /// Runs a queue to its end in this process, after [`prepare`].
@@ -118,9 +138,9 @@ pub fn execute(
     let me = provenance::this_process();
     // Taken before anything trains, so that a full disk still leaves room to record how the
     // run it stopped ended.
-    let mut reserve = Reserve::hold(store.path());
-    let (recovered, (runs, steps)) = prepare(store, &queue)?;
-    observer.queue_started(runs, steps, &recovered);
+    let mut reserve = Reserve::hold(store.path())?;
+    let Prepared { recovered, pending } = prepare(store, &queue)?;
+    observer.queue_started(pending, &recovered);
     let mut report = Report {
         recovered: recovered.len(),
         ..Report::default()
@@ -144,7 +164,7 @@ pub fn execute(
             Err(store::Error::UnreadableSpec { run, message }) => {
                 index += 1;
                 let reason = format!("its stored spec cannot be read: {message}");
-                finish(store, &mut reserve, run, &me, &Ending::Failed { reason })?;
+                finish(store, &mut reserve, run, &me, &Outcome::Failed { reason })?;
                 report.failed += 1;
                 if options.fail_fast {
                     break;
@@ -155,17 +175,7 @@ pub fn execute(
         };
         index += 1;
         let outcome = run_one(store, &run, &me, index, options, observer)?;
-        let ending = match &outcome {
-            Outcome::Completed(summary) => Ending::Completed(summary.clone()),
-            Outcome::Failed(reason) => Ending::Failed {
-                reason: reason.clone(),
-            },
-            Outcome::Interrupted(step) => Ending::Interrupted {
-                step: *step,
-                reason: format!("interrupted at step {step} by the user"),
-            },
-        };
-        if let Err(e) = finish(store, &mut reserve, run.id, &me, &ending) {
+        if let Err(e) = finish(store, &mut reserve, run.id, &me, &outcome) {
             match e {
                 // Another process holds the run now; this process's result is not the record.
                 store::Error::LostClaim { .. } => {
@@ -176,17 +186,13 @@ pub fn execute(
                 e => return Err(e.into()),
             }
         }
-        match &outcome {
-            Outcome::Completed(_) => report.completed += 1,
-            Outcome::Failed(_) => report.failed += 1,
-            Outcome::Interrupted(_) => report.interrupted += 1,
-        }
+        report.count(&outcome);
         observer.run_finished(&run, &outcome);
-        if matches!(outcome, Outcome::Interrupted(_)) {
+        if matches!(outcome, Outcome::Interrupted { .. }) {
             report.stopped = true;
             break;
         }
-        if options.fail_fast && matches!(outcome, Outcome::Failed(_)) {
+        if options.fail_fast && matches!(outcome, Outcome::Failed { .. }) {
             break;
         }
     }
@@ -200,35 +206,28 @@ fn finish(
     reserve: &mut Reserve,
     run: i64,
     me: &Claimant,
-    ending: &Ending,
+    outcome: &Outcome,
 ) -> Result<(), store::Error> {
-    match store.finish(run, me, ending) {
+    match store.finish(run, me, outcome) {
         Err(e) if e.is_disk_full() && reserve.release() => {
             tracing::warn!("run-{run}: the disk is full; released the store's reserve");
-            store.finish(run, me, ending)
+            store.finish(run, me, outcome)
         }
         other => other,
     }
 }
 
-/// How many runs a queue will take, and their remaining steps.
-fn pending(store: &Store, queue: &Queue<'_>) -> Result<(usize, u64), Error> {
-    let runs: Vec<RunRecord> = match queue {
-        Queue::Experiment(name) => store
-            .runs(&RunFilter {
-                experiment: Some(name.to_string()),
-                ..RunFilter::default()
-            })?
-            .into_iter()
-            .filter(|r| matches!(r.status(), Status::Queued | Status::Interrupted))
-            .collect(),
-        Queue::Run(id) => vec![store.run_by_id(*id)?],
+/// How many runs a queue will take, and their remaining steps: for an experiment, the runs
+/// its queue can claim (never those on Slurm); for one run, that run.
+fn pending(store: &Store, queue: &Queue<'_>) -> Result<Pending, Error> {
+    let (runs, steps) = match queue {
+        Queue::Experiment(name) => store.claimable(name)?,
+        Queue::Run(id) => {
+            let run = store.run_by_id(*id)?;
+            (1, run.steps_total.saturating_sub(run.step))
+        }
     };
-    let steps = runs
-        .iter()
-        .map(|r| r.steps_total.saturating_sub(r.step))
-        .sum();
-    Ok((runs.len(), steps))
+    Ok(Pending { runs, steps })
 }
 
 /// Records a run as it trains: metrics and progress through the writer thread, checkpoints and
@@ -378,17 +377,28 @@ fn run_one(
     // Rows the writer could not commit fail the run, whatever training did.
     let written = writer.close();
     Ok(match (result, written) {
-        (_, Err(failure)) => Outcome::Failed(failure.to_string()),
-        (Ok(Ok(summary)), Ok(_)) => Outcome::Completed(summary),
-        (Ok(Err(train::Error::Interrupted { step })), Ok(_)) => Outcome::Interrupted(step),
-        (Ok(Err(e)), Ok(_)) => Outcome::Failed(e.to_string()),
-        (Err(panic), Ok(_)) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Outcome::Failed(format!("the backend panicked: {message}"))
-        }
+        (_, Err(failure)) => Outcome::Failed {
+            reason: failure.to_string(),
+        },
+        (Ok(Ok(summary)), Ok(_)) => Outcome::Completed { summary },
+        (Ok(Err(train::Error::Interrupted { step })), Ok(_)) => Outcome::Interrupted {
+            step,
+            reason: format!("interrupted at step {step} by the user"),
+        },
+        (Ok(Err(e)), Ok(_)) => Outcome::Failed {
+            reason: e.to_string(),
+        },
+        (Err(panic), Ok(_)) => Outcome::Failed {
+            reason: format!("the backend panicked: {}", panic_message(&*panic)),
+        },
     })
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -12,9 +12,8 @@ use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use super::events::Event;
-use super::{Error, Observer, Outcome, Report, Started};
-use crate::store::queue::Recovered;
-use crate::store::{RunRecord, Store};
+use super::{Error, Observer, Pending, Report, Started};
+use crate::store::{Outcome, Recovered, RunRecord, Store};
 
 /// How a pool runs.
 pub struct Pool<'a> {
@@ -63,17 +62,17 @@ impl Pool<'_> {
     pub fn run(
         &self,
         store: &Store,
-        pending: (usize, u64),
+        pending: Pending,
         recovered: &[Recovered],
         gpus: usize,
         observer: &mut dyn Observer,
     ) -> Result<Report, Error> {
-        observer.queue_started(pending.0, pending.1, recovered);
+        observer.queue_started(pending, recovered);
         let mut report = Report {
             recovered: recovered.len(),
             ..Report::default()
         };
-        let count = (self.jobs as usize).min(pending.0);
+        let count = (self.jobs as usize).min(pending.runs);
         if count == 0 {
             return Ok(report);
         }
@@ -134,7 +133,7 @@ impl Pool<'_> {
                 let failed = matches!(
                     &event,
                     Event::RunFinished {
-                        outcome: Outcome::Failed(_),
+                        outcome: Outcome::Failed { .. },
                         ..
                     }
                 );
@@ -143,12 +142,8 @@ impl Pool<'_> {
             }
             match event {
                 Event::QueueStarted { recovered } => {
-                    let recovered: Vec<Recovered> = recovered
-                        .into_iter()
-                        .map(|(run, reason)| Recovered { run, reason })
-                        .collect();
                     report.recovered += recovered.len();
-                    observer.queue_started(0, 0, &recovered);
+                    observer.queue_started(Pending::default(), &recovered);
                 }
                 Event::RunStarted {
                     run,
@@ -186,15 +181,11 @@ impl Pool<'_> {
                         Some(r) => r,
                         None => store.run_by_id(run)?,
                     };
-                    match &outcome {
-                        Outcome::Completed(_) => report.completed += 1,
-                        Outcome::Failed(_) => report.failed += 1,
-                        Outcome::Interrupted(_) => report.interrupted += 1,
-                    }
+                    report.count(&outcome);
                     observer.run_finished(&record, &outcome);
                     // The queue stops at its first failure: the other workers checkpoint and
                     // stop as on Ctrl-C.
-                    if self.fail_fast && matches!(outcome, Outcome::Failed(_)) && !failing {
+                    if self.fail_fast && matches!(outcome, Outcome::Failed { .. }) && !failing {
                         failing = true;
                         signal_all(&workers);
                     }

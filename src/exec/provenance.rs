@@ -9,7 +9,7 @@ use crate::train::{self, Placement};
 
 /// This machine's name as runs record it.
 pub fn host() -> Option<String> {
-    sysinfo::System::host_name().ok()
+    crate::store::state::this_host()
 }
 
 /// This process, as the holder of the runs it claims.

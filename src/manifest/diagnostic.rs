@@ -4,6 +4,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::count::Count;
 use miette::{LabeledSpan, SourceCode};
 
 /// Where the offending value came from.
@@ -122,12 +123,7 @@ impl Diagnostics {
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.items.len();
-        write!(
-            f,
-            "{}: {n} problem{}",
-            self.file,
-            if n == 1 { "" } else { "s" }
-        )
+        write!(f, "{}: {}", self.file, Count::numbered("problem", n))
     }
 }
 

@@ -11,19 +11,10 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{MetricRow, write_rows};
-use super::queue::{self, Ending};
+use super::queue;
 use super::runs::{Executed, write_summary};
+use super::state::Outcome;
 use super::{Result, Store};
-use crate::summary::Summary;
-
-/// How an attempt ended, as its journal says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    Completed { summary: Summary },
-    Failed { reason: String },
-    Interrupted { step: u64, reason: String },
-}
 
 /// One line of a journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -232,18 +223,8 @@ fn apply(
             }
         }
         Entry::Finished { at, outcome } => {
-            let ending = match outcome {
-                Outcome::Completed { summary } => Ending::Completed(summary.clone()),
-                Outcome::Failed { reason } => Ending::Failed {
-                    reason: reason.clone(),
-                },
-                Outcome::Interrupted { step, reason } => Ending::Interrupted {
-                    step: *step,
-                    reason: reason.clone(),
-                },
-            };
-            if queue::journal_finished(tx, run, &ending, at)?
-                && let Ending::Completed(summary) = &ending
+            if queue::journal_finished(tx, run, outcome, at)?
+                && let Outcome::Completed { summary } = outcome
             {
                 write_summary(tx, run, summary)?;
             }

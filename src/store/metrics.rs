@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::queue::{self, Claimant, HEARTBEAT_EVERY};
+use super::queue;
+use super::state::{Claimant, HEARTBEAT_EVERY};
 use super::{Result, Store};
 
 /// One metric value of a run.
@@ -34,16 +35,6 @@ pub enum WriteFailure {
     LostClaim { run: i64 },
     #[error("the metric writer crashed: {0}")]
     Panicked(String),
-}
-
-/// A short, plain cause for a SQLite error: "disk full" rather than SQLite's wording.
-pub fn describe(e: &rusqlite::Error) -> String {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DiskFull) => "disk full".into(),
-        Some(rusqlite::ErrorCode::ReadOnly) => "the store is read-only".into(),
-        Some(rusqlite::ErrorCode::SystemIoFailure) => format!("I/O error ({e})"),
-        _ => e.to_string(),
-    }
 }
 
 enum Message {
@@ -183,7 +174,7 @@ fn write_loop(
             .fold(reached, u64::max);
         let at = reached;
         let fail = |e: rusqlite::Error| WriteFailure::Write {
-            cause: describe(&e),
+            cause: super::describe(&e),
             step: at,
         };
         let result = (|| -> rusqlite::Result<(u64, bool)> {

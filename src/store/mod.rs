@@ -1,6 +1,7 @@
 //! The run store: `runs.db` (SQLite, WAL) holding experiments, runs, metrics and checkpoints.
 //!
-//! This file opens and migrates a store; the run lifecycle is in [`queue`], typed reads of runs
+//! This file opens and migrates a store; the run lifecycle's states are in [`state`] and its
+//! transitions in [`queue`], typed reads of runs
 //! in [`runs`], metrics (the writer thread and reads) in [`metrics`], checkpoint records and
 //! retention in [`checkpoints`], space for the last write on a full disk in [`reserve`],
 //! merging the journals of workers that cannot reach the store in [`journal`], and `--where`
@@ -15,6 +16,7 @@ pub mod query;
 pub mod queue;
 pub mod reserve;
 pub mod runs;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -22,9 +24,9 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use checkpoints::Checkpoint;
 pub use metrics::{MetricRow, MetricWriter};
-pub use queue::{Claimant, Ending, Lease, Liveness, RunState, Status};
 pub use reserve::Reserve;
 pub use runs::{Enqueued, ExperimentCounts, Listed, Provenance, RunFilter, RunRecord, SlurmTask};
+pub use state::{Claimant, Lease, Liveness, Outcome, Recovered, RunState, Status};
 
 /// Marks a SQLite file as xp's (`PRAGMA application_id`): ASCII "xpdb".
 const APPLICATION_ID: i64 = 0x7870_6462;
@@ -85,7 +87,20 @@ pub enum Error {
          or claimed it, so this process's result was not recorded"
     )]
     LostClaim { run: i64, now: String },
-    #[error("run store error: {}", metrics::describe(.0))]
+    #[error(
+        "cannot keep {} in reserve beside the run store: writing {} failed ({source}){}. \
+         Without the reserve, a run that fills the disk would die with its end recorded \
+         nowhere, so no run was started: free at least that much there",
+        reserve::Size(reserve::BYTES),
+        path.display(),
+        free.as_ref().map(|f| format!(", and the disk has {f} free")).unwrap_or_default()
+    )]
+    NoReserve {
+        path: PathBuf,
+        free: Option<String>,
+        source: std::io::Error,
+    },
+    #[error("run store error: {}", describe(.0))]
     Sqlite(#[from] rusqlite::Error),
 }
 
@@ -116,6 +131,16 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A short, plain cause for a SQLite error: "disk full" rather than SQLite's wording.
+pub fn describe(e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => "disk full".into(),
+        Some(rusqlite::ErrorCode::ReadOnly) => "the store is read-only".into(),
+        Some(rusqlite::ErrorCode::SystemIoFailure) => format!("I/O error ({e})"),
+        _ => e.to_string(),
+    }
+}
 
 /// An open store.
 pub struct Store {

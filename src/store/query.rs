@@ -4,7 +4,7 @@
 
 use rusqlite::types::Value as SqlValue;
 
-use super::queue::Status;
+use super::state::Status;
 use crate::manifest::{SETTINGS, check};
 use crate::summary::SummaryMetric;
 use crate::sweep::Expr;
@@ -33,6 +33,16 @@ pub struct QueryError {
 pub struct Sql {
     pub text: String,
     pub params: Vec<SqlValue>,
+}
+
+/// A `--where` expression, parsed and compiled: the one entry point of the command line's
+/// `--where` and the dashboard's filter.
+pub fn compile_where(text: &str) -> Result<Sql, QueryError> {
+    let expr = Expr::parse(text).map_err(|e| QueryError {
+        column: e.column,
+        message: e.message,
+    })?;
+    compile(&expr)
 }
 
 /// Every key a query accepts, for error messages and completion.

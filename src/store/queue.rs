@@ -13,230 +13,14 @@
 //!
 //! Each transition is one SQL statement (or one transaction) whose `WHERE` names the state it
 //! starts from, so that of two processes racing for the same transition exactly one wins. The
-//! names of the states appear in this file only.
+//! states themselves, and every class of them, are in [`super::state`]; the names of the
+//! states appear in SQL in these two files only.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde::Serialize;
 
-use super::{Error, Result, RunRecord, Store, now};
-use crate::summary::Summary;
-
-/// How often a running process marks itself alive (from its metric writer's thread).
-pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-/// A run on another host (or without a pid) whose heartbeat is older than this is dead.
-pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// A run's state without its details, for filters and counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Queued,
-    /// Handed to Slurm, waiting to start.
-    Submitted,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
-    Interrupted,
-}
-
-impl Status {
-    /// Every state, in the order reports list them.
-    pub const ALL: [Status; 7] = [
-        Status::Queued,
-        Status::Submitted,
-        Status::Running,
-        Status::Completed,
-        Status::Failed,
-        Status::Cancelled,
-        Status::Interrupted,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Submitted => "submitted",
-            Status::Running => "running",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::Cancelled => "cancelled",
-            Status::Interrupted => "interrupted",
-        }
-    }
-
-    /// Whether the run has ended for good (until it is retried or resumed).
-    pub fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
-    }
-
-    pub fn parse(name: &str) -> Option<Status> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    pub fn names() -> Vec<&'static str> {
-        Self::ALL.iter().map(|s| s.name()).collect()
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Who holds a running run: a process on a host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claimant {
-    pub pid: u32,
-    pub host: Option<String>,
-}
-
-/// The claim on a running run, and its last sign of life.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Lease {
-    pub pid: Option<i64>,
-    pub host: Option<String>,
-    pub claimed_at: Option<String>,
-    pub heartbeat_at: Option<String>,
-}
-
-/// A run's state, with what each state carries.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-pub enum RunState {
-    Queued,
-    Submitted,
-    Running(Lease),
-    Completed,
-    Failed { reason: String },
-    Cancelled { reason: String },
-    Interrupted { reason: String },
-}
-
-impl RunState {
-    pub fn status(&self) -> Status {
-        match self {
-            RunState::Queued => Status::Queued,
-            RunState::Submitted => Status::Submitted,
-            RunState::Running(_) => Status::Running,
-            RunState::Completed => Status::Completed,
-            RunState::Failed { .. } => Status::Failed,
-            RunState::Cancelled { .. } => Status::Cancelled,
-            RunState::Interrupted { .. } => Status::Interrupted,
-        }
-    }
-
-    /// Why a run failed, was cancelled or was interrupted.
-    pub fn reason(&self) -> Option<&str> {
-        match self {
-            RunState::Failed { reason }
-            | RunState::Cancelled { reason }
-            | RunState::Interrupted { reason } => Some(reason),
-            _ => None,
-        }
-    }
-
-    pub fn lease(&self) -> Option<&Lease> {
-        match self {
-            RunState::Running(lease) => Some(lease),
-            _ => None,
-        }
-    }
-
-    /// The state from the `runs` columns status, error, pid, host, claimed_at and heartbeat_at.
-    pub(super) fn from_columns(
-        status: &str,
-        error: Option<String>,
-        lease: Lease,
-    ) -> std::result::Result<RunState, String> {
-        let reason = || error.clone().unwrap_or_else(|| "no reason recorded".into());
-        Ok(match Status::parse(status) {
-            Some(Status::Queued) => RunState::Queued,
-            Some(Status::Submitted) => RunState::Submitted,
-            Some(Status::Running) => RunState::Running(lease),
-            Some(Status::Completed) => RunState::Completed,
-            Some(Status::Failed) => RunState::Failed { reason: reason() },
-            Some(Status::Cancelled) => RunState::Cancelled { reason: reason() },
-            Some(Status::Interrupted) => RunState::Interrupted { reason: reason() },
-            None => return Err(format!("unknown run state `{status}`")),
-        })
-    }
-}
-
-/// How a run this process holds ends.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ending {
-    /// Trained to its last step, with its summary.
-    Completed(Summary),
-    Failed {
-        reason: String,
-    },
-    /// Stopped at `step` (where its last checkpoint is), to be resumed.
-    Interrupted {
-        step: u64,
-        reason: String,
-    },
-}
-
-/// Whether the process executing a `running` run is still there.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Liveness {
-    Alive,
-    /// Dead, with why we think so.
-    Dead(String),
-}
-
-fn seconds_since(stamp: Option<&str>) -> Option<f64> {
-    let t = chrono::DateTime::parse_from_rfc3339(stamp?).ok()?;
-    Some((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1e3)
-}
-
-/// Judges a lease: on this host by its pid (a pid that started after the run was claimed is
-/// another process that reused the number), elsewhere by its heartbeat.
-pub fn liveness(lease: &Lease, this_host: Option<&str>) -> Liveness {
-    let silent = seconds_since(lease.heartbeat_at.as_deref());
-    let same_host = lease.host.is_some() && lease.host.as_deref() == this_host;
-    // Where processes cannot be listed, the heartbeat alone decides.
-    let processes = sysinfo::System::new().ok().filter(|_| same_host);
-    if let (Some(pid), Some(mut sys)) = (lease.pid, processes) {
-        use sysinfo::{Pid, ProcessStatus, ProcessesToUpdate};
-        let pid32 = Pid::from_u32(pid as u32);
-        sys.refresh_processes(ProcessesToUpdate::Some(&[pid32]), true);
-        let claimed = lease
-            .claimed_at
-            .as_deref()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.timestamp());
-        let alive = sys.process(pid32).is_some_and(|p| {
-            !matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead)
-                && claimed.is_none_or(|c| p.start_time() as i64 <= c + 1)
-        });
-        return if alive {
-            Liveness::Alive
-        } else {
-            Liveness::Dead(format!(
-                "its process {pid} on {} is gone",
-                lease.host.as_deref().unwrap_or("this host")
-            ))
-        };
-    }
-    match silent {
-        Some(s) if s > STALE_AFTER.as_secs_f64() => Liveness::Dead(format!(
-            "no heartbeat from {} for {:.0} s",
-            lease.host.as_deref().unwrap_or("its host"),
-            s
-        )),
-        None => Liveness::Dead("it never sent a heartbeat".into()),
-        _ => Liveness::Alive,
-    }
-}
-
-/// A run found running with its process gone, now interrupted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recovered {
-    pub run: i64,
-    pub reason: String,
-}
+use super::runs::{RunRecord, write_summary};
+use super::state::{CLAIMABLE, Claimant, Lease, Liveness, ON_SLURM, Outcome, Recovered, liveness};
+use super::{Error, Result, Store, now};
 
 /// Records a heartbeat (and, if given, the step reached) of a run `by` holds. Returns false
 /// when `by` no longer holds it: another process recovered it, so training must stop.
@@ -260,10 +44,6 @@ pub(super) fn beat(
         ])?;
     Ok(n == 1)
 }
-
-/// The SQL condition "run `r` can be taken by a local queue": queued, or interrupted (to
-/// resume), and not handed to Slurm.
-pub(super) const CLAIMABLE: &str = "r.status IN ('queued', 'interrupted') AND r.executor = 'local'";
 
 impl Store {
     /// Atomically takes the next queued (or interrupted) run of an experiment, in plan order,
@@ -312,31 +92,48 @@ impl Store {
         Ok(Some(self.run_by_id(id)?))
     }
 
+    /// How many runs of an experiment [`Store::claim_next`] can still take, and the steps they
+    /// have left: the same class of states ([`CLAIMABLE`]), so that a progress total never
+    /// counts a run the queue will not train (one on Slurm, say).
+    pub fn claimable(&self, experiment: &str) -> Result<(usize, u64)> {
+        let (runs, steps): (i64, i64) = self.conn.query_row(
+            &format!(
+                "SELECT count(*), coalesce(sum(max(r.steps_total - r.step, 0)), 0)
+                 FROM runs r JOIN experiment_runs er ON er.run_id = r.id
+                 JOIN experiments e ON e.id = er.experiment_id
+                 WHERE e.name = ?1 AND {CLAIMABLE}"
+            ),
+            [experiment],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((runs as usize, steps as u64))
+    }
+
     /// Ends a run `by` holds. Fails with [`Error::LostClaim`] (recording nothing) when `by`
     /// no longer holds it.
-    pub fn finish(&mut self, run: i64, by: &Claimant, ending: &Ending) -> Result<()> {
+    pub fn finish(&mut self, run: i64, by: &Claimant, outcome: &Outcome) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let stamp = now();
         let held = "WHERE id = ?1 AND status = 'running' AND pid = ?2 AND host IS ?3";
         let (pid, host) = (by.pid as i64, by.host.as_deref());
-        let n = match ending {
-            Ending::Completed(_) => tx.execute(
+        let n = match outcome {
+            Outcome::Completed { .. } => tx.execute(
                 &format!(
                     "UPDATE runs SET status = 'completed', error = NULL, step = steps_total,
                          finished_at = ?4, heartbeat_at = ?4 {held}"
                 ),
                 params![run, pid, host, stamp],
             )?,
-            Ending::Failed { reason } => tx.execute(
+            Outcome::Failed { reason } => tx.execute(
                 &format!(
                     "UPDATE runs SET status = 'failed', error = ?5, finished_at = ?4,
                          heartbeat_at = ?4 {held}"
                 ),
                 params![run, pid, host, stamp, reason],
             )?,
-            Ending::Interrupted { step, reason } => tx.execute(
+            Outcome::Interrupted { step, reason } => tx.execute(
                 &format!(
                     "UPDATE runs SET status = 'interrupted', error = ?5, step = ?6,
                          finished_at = ?4, heartbeat_at = ?4 {held}"
@@ -351,8 +148,8 @@ impl Store {
                 .unwrap_or_else(|| "gone".into());
             return Err(Error::LostClaim { run, now });
         }
-        if let Ending::Completed(summary) = ending {
-            super::runs::write_summary(&tx, run, summary)?;
+        if let Outcome::Completed { summary } = outcome {
+            write_summary(&tx, run, summary)?;
         }
         tx.commit()?;
         Ok(())
@@ -474,11 +271,6 @@ impl Store {
     }
 }
 
-/// The runs that Slurm holds or may still start: submitted, running there, or interrupted
-/// there (a task requeued after its time-limit signal starts again).
-pub(super) const ON_SLURM: &str =
-    "executor = 'slurm' AND status IN ('submitted', 'running', 'interrupted')";
-
 /// A Slurm attempt started (from its journal): → running, on `host` as `pid`. Ignored for a
 /// run that ended meanwhile (cancelled, say).
 pub(super) fn journal_started(
@@ -519,26 +311,26 @@ pub(super) fn journal_progress(
 pub(super) fn journal_finished(
     tx: &Transaction<'_>,
     run: i64,
-    ending: &Ending,
+    outcome: &Outcome,
     at: &str,
 ) -> rusqlite::Result<bool> {
     let held = "WHERE id = ?1 AND executor = 'slurm' AND status IN ('running', 'submitted')";
-    let n = match ending {
-        Ending::Completed(_) => tx.execute(
+    let n = match outcome {
+        Outcome::Completed { .. } => tx.execute(
             &format!(
                 "UPDATE runs SET status = 'completed', error = NULL, step = steps_total,
                      finished_at = ?2, heartbeat_at = ?2 {held}"
             ),
             params![run, at],
         )?,
-        Ending::Failed { reason } => tx.execute(
+        Outcome::Failed { reason } => tx.execute(
             &format!(
                 "UPDATE runs SET status = 'failed', error = ?3, finished_at = ?2,
                      heartbeat_at = ?2 {held}"
             ),
             params![run, at, reason],
         )?,
-        Ending::Interrupted { step, reason } => tx.execute(
+        Outcome::Interrupted { step, reason } => tx.execute(
             &format!(
                 "UPDATE runs SET status = 'interrupted', error = ?3, step = ?4,
                      finished_at = ?2, heartbeat_at = ?2 {held}"
@@ -578,60 +370,62 @@ fn mark_claimed(tx: &Transaction<'_>, id: i64, by: &Claimant) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Provenance;
 
-    fn lease(host: Option<&str>, pid: Option<i64>, beat_s_ago: i64) -> Lease {
-        let stamp = |ago: i64| {
-            (chrono::Utc::now() - chrono::Duration::seconds(ago))
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    /// A store with one experiment `q` of three tiny runs of 10 steps, queued.
+    fn queued(dir: &std::path::Path) -> Store {
+        let text = "[experiment]\nname = \"q\"\n[model]\npreset = \"tiny\"\n\
+                    [train]\nsteps = 10\n[hardware]\nprofile = \"cpu\"\n\
+                    [sweep.grid]\n\"train.seed\" = [1, 2, 3]\n";
+        let loaded = crate::manifest::parse("q.toml".into(), text.into(), "q.toml".as_ref())
+            .expect("the manifest parses");
+        let machine = crate::manifest::profiles::Machine::detect();
+        let plan = crate::sweep::plan(&loaded, &[], &machine).expect("the manifest plans");
+        let mut store = Store::open(&dir.join("runs.db")).unwrap();
+        store
+            .enqueue(&plan, &Provenance::default(), &plan.origins())
+            .unwrap();
+        store
+    }
+
+    #[test]
+    fn the_queue_counts_and_claims_only_the_runs_it_may_take() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = queued(dir.path());
+        assert_eq!(store.claimable("q").unwrap(), (3, 30));
+        // Run 2 goes to Slurm, run 3 is interrupted halfway on Slurm: neither is the local
+        // queue's, so neither counts towards its progress.
+        assert!(store.submit(2, "/shared", "77", 0).unwrap());
+        assert!(store.submit(3, "/shared", "77", 1).unwrap());
+        let tx = store.conn.transaction().unwrap();
+        let at = "2026-11-30T00:00:00.000Z";
+        assert!(journal_started(&tx, 3, 1, "node", 42, at).unwrap());
+        let stopped = Outcome::Interrupted {
+            step: 5,
+            reason: "time limit".into(),
         };
-        Lease {
-            pid,
-            host: host.map(String::from),
-            claimed_at: Some(stamp(0)),
-            heartbeat_at: Some(stamp(beat_s_ago)),
-        }
-    }
-
-    #[test]
-    fn judges_by_pid_here_and_by_heartbeat_elsewhere() {
-        let here = Some("this-host");
-        let me = std::process::id() as i64;
-        assert_eq!(liveness(&lease(here, Some(me), 0), here), Liveness::Alive);
-
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let gone = child.id() as i64;
-        child.wait().unwrap();
-        assert!(matches!(
-            liveness(&lease(here, Some(gone), 0), here),
-            Liveness::Dead(why) if why == format!("its process {gone} on this-host is gone")
-        ));
-
-        // A live pid that started after the run was claimed is another process.
-        let mut old = lease(here, Some(me), 0);
-        old.claimed_at = Some("2001-01-01T00:00:00.000Z".into());
-        assert!(matches!(liveness(&old, here), Liveness::Dead(_)));
-
-        let elsewhere = lease(Some("other"), Some(me), 5);
-        assert_eq!(liveness(&elsewhere, here), Liveness::Alive);
-        let silent = lease(Some("other"), Some(me), 120);
-        assert!(matches!(
-            liveness(&silent, here),
-            Liveness::Dead(why) if why == "no heartbeat from other for 120 s"
-        ));
-    }
-
-    #[test]
-    fn states_round_trip_through_their_names() {
-        for s in Status::ALL {
-            assert_eq!(Status::parse(s.name()), Some(s));
-        }
-        let failed =
-            RunState::from_columns("failed", Some("boom".into()), Lease::default()).unwrap();
-        assert_eq!(failed.reason(), Some("boom"));
-        assert_eq!(
-            serde_json::to_value(&failed).unwrap(),
-            serde_json::json!({"status": "failed", "reason": "boom"})
-        );
-        assert!(RunState::from_columns("done", None, Lease::default()).is_err());
+        assert!(journal_finished(&tx, 3, &stopped, at).unwrap());
+        tx.commit().unwrap();
+        assert_eq!(store.claimable("q").unwrap(), (1, 10));
+        let me = Claimant {
+            pid: std::process::id(),
+            host: Some("here".into()),
+        };
+        let first = store.claim_next("q", &me).unwrap().map(|r| r.id);
+        assert_eq!(first, Some(1));
+        assert_eq!(store.claim_next("q", &me).unwrap().map(|r| r.id), None);
+        assert_eq!(store.claimable("q").unwrap(), (0, 0));
+        // An interrupted local run is the queue's again, with the steps it has left.
+        store
+            .finish(
+                1,
+                &me,
+                &Outcome::Interrupted {
+                    step: 4,
+                    reason: "stopped".into(),
+                },
+            )
+            .unwrap();
+        assert_eq!(store.claimable("q").unwrap(), (1, 6));
     }
 }

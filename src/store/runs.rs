@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::queue::{Claimant, Lease, RunState, Status};
+use super::state::{Claimant, Lease, RunState, Status};
 use super::{Error, Result, Store, now, query};
 use crate::summary::{Summary, SummaryMetric};
 use crate::sweep::{Plan, RunSpec};

@@ -6,25 +6,10 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::expr::Expr;
-use super::{Planner, located};
+use super::planner::{Axis, AxisKind, Planner, located};
 use crate::manifest::check::check_setting;
 use crate::manifest::source::escape;
 use crate::manifest::{AxisValues, Diagnostic, Distribution};
-
-#[derive(Debug, Clone)]
-pub(super) struct Axis {
-    pub(super) key: String,
-    /// Pointer to the axis in the manifest document, for spans.
-    pub(super) pointer: String,
-    pub(super) kind: AxisKind,
-}
-
-#[derive(Debug, Clone)]
-pub(super) enum AxisKind {
-    /// Values with the pointer each came from.
-    Values(Vec<(Value, String)>),
-    Random(Distribution),
-}
 
 /// Numbers from sugar: integral values become JSON integers so that integer keys accept them.
 pub(super) fn number(x: f64) -> Value {

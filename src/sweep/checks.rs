@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::spec::Memory;
+use crate::count::Count;
 use crate::manifest::{Config, Diagnostic};
 
 /// Most per-run problems listed before the rest are summed up.
@@ -145,8 +146,8 @@ impl RunProblems {
                     String::new()
                 };
                 let note = format!(
-                    "in sweep point{} {}{more}",
-                    if indices.len() == 1 { "" } else { "s" },
+                    "in {} {}{more}",
+                    Count::noun("sweep point", indices.len()),
                     shown.join(", ")
                 );
                 d.help = Some(match d.help {

@@ -7,6 +7,7 @@
 mod axes;
 mod checks;
 pub mod expr;
+mod planner;
 mod points;
 mod resolve;
 pub mod spec;
@@ -18,11 +19,11 @@ use serde_json::Value;
 
 use crate::manifest::check::show;
 use crate::manifest::layers::Layer;
-use crate::manifest::profiles::{self, HardwareProfile, Machine};
+use crate::manifest::profiles::{self, Machine};
 use crate::manifest::source::escape;
-use crate::manifest::{Config, Diagnostic, Diagnostics, ExperimentMeta, Loaded, Origin, Override};
-use axes::Axis;
+use crate::manifest::{Config, Diagnostic, Diagnostics, ExperimentMeta, Loaded, Override};
 pub use expr::Expr;
+use planner::Planner;
 pub use spec::{Memory, RunSpec};
 
 /// Most runs one manifest may expand to.
@@ -54,85 +55,6 @@ pub struct Plan {
 
 fn count<S: serde::Serializer, T>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(items.len() as u64)
-}
-
-fn located(doc: &crate::manifest::Document, pointer: &str, key_span: bool) -> Origin {
-    Origin::File(if key_span {
-        doc.key_span(pointer)
-    } else {
-        doc.value_span(pointer)
-    })
-}
-
-/// What planning one manifest knows, shared by its stages: the manifest, the overrides, the
-/// profiles, the axes, and the problems found so far.
-struct Planner<'a> {
-    loaded: &'a Loaded,
-    overrides: &'a [Override],
-    machine: &'a Machine,
-    profiles: Vec<HardwareProfile>,
-    diagnostics: Diagnostics,
-    axes: Vec<Axis>,
-}
-
-impl Planner<'_> {
-    fn doc(&self) -> &crate::manifest::Document {
-        &self.loaded.doc
-    }
-
-    /// Whether the user set `key` for this run (manifest, sweep or override), rather than a
-    /// default, preset or profile.
-    fn explicit(&self, key: &str, point: &[(usize, String)]) -> bool {
-        let pointer: String = key.split('.').map(|s| format!("/{}", escape(s))).collect();
-        self.overrides.iter().any(|o| o.key == key)
-            || point.iter().any(|(axis, _)| self.axes[*axis].key == key)
-            || self.doc().has(&pointer)
-    }
-
-    /// Where the value of `key` for a run comes from, for pointing at it.
-    fn origin_of(&self, key: &str, point: &[(usize, String)]) -> Origin {
-        let related = |a: &str| {
-            a == key || key.starts_with(&format!("{a}.")) || a.starts_with(&format!("{key}."))
-        };
-        if let Some(o) = self.overrides.iter().rev().find(|o| related(&o.key)) {
-            return o.origin.clone();
-        }
-        if let Some((_, pointer)) = point
-            .iter()
-            .find(|(axis, _)| related(&self.axes[*axis].key))
-        {
-            return located(self.doc(), pointer, false);
-        }
-        let pointer: String = key.split('.').map(|s| format!("/{}", escape(s))).collect();
-        if self.doc().has(&pointer) {
-            return located(self.doc(), &pointer, false);
-        }
-        // Values from a preset or profile: point at the line that chose it.
-        let chooser = if key.starts_with("model.") {
-            "/model/preset"
-        } else {
-            "/hardware/profile"
-        };
-        if self.doc().has(chooser) {
-            return located(self.doc(), chooser, false);
-        }
-        Origin::File(None)
-    }
-
-    fn problem(
-        &mut self,
-        origin: Origin,
-        key: &str,
-        message: String,
-        label: String,
-        help: Option<String>,
-    ) {
-        let mut d = Diagnostic::at(None, key, message)
-            .origin(origin)
-            .label(label);
-        d.help = help;
-        self.diagnostics.push(d);
-    }
 }
 
 /// Expands a checked manifest into its plan, or every problem found on the way.

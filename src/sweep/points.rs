@@ -5,8 +5,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-use super::axes::{AxisKind, number};
-use super::{MAX_RUNS, Planner, located};
+use super::MAX_RUNS;
+use super::axes::number;
+use super::planner::AxisKind;
+use super::planner::{Planner, located};
 use crate::manifest::Distribution;
 
 /// What a point of the sweep sets: (axis index, pointer of the value) and the values.

@@ -6,11 +6,12 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
+use super::Plan;
 use super::checks::{self, RunProblems};
 use super::expr::{self, Expr};
+use super::planner::{Planner, located};
 use super::points::Point;
 use super::spec::{self, RunSpec};
-use super::{Plan, Planner, located};
 use crate::data;
 use crate::manifest::layers::{self, Layer};
 use crate::manifest::profiles::{self, HardwareProfile};

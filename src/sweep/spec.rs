@@ -27,6 +27,16 @@ pub struct RunSpec {
     pub layers: usize,
 }
 
+impl RunSpec {
+    /// Every leaf setting of the resolved config, by dotted key (`train.lr`, `model.ffn.unit`):
+    /// the one flattening that reports, exports and the dashboard list.
+    pub fn settings(&self) -> std::collections::BTreeMap<String, Value> {
+        // A config is plain data (no maps with non-string keys), so it always serialises.
+        let tree = serde_json::to_value(&self.config).unwrap_or_default();
+        crate::manifest::layers::flatten(&tree)
+    }
+}
+
 /// What determines a run's outcome, and so its key: everything resolved except the
 /// experiment's name and description and the memory and loader settings.
 #[derive(Serialize)]

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::model::{self, AttentionKernel, Gpt};
 use super::sample::{Generator, Sampling};
-use super::{Error, configure_cubecl, device};
+use super::{Error, device};
 use crate::manifest::{Config, DeviceChoice, HardwareConfig, ModelConfig, Precision, Unit};
 
 /// What a check compares.
@@ -108,7 +108,7 @@ pub fn devices(
     index: Option<u32>,
     precision: Precision,
 ) -> Result<Devices, Error> {
-    configure_cubecl();
+    device::configure_cubecl();
     let hardware = HardwareConfig {
         device,
         precision,

@@ -468,3 +468,25 @@ pub fn attention_kernel(selected: &Selected, attention_dropout: f64) -> (Attenti
     };
     (kernel, format!("{kernel} ({why})"))
 }
+
+/// Keeps CubeCL's autotune and kernel caches in xp's cache folder: by default CubeCL writes
+/// them under the nearest folder with a Cargo.toml, which may be the user's experiment folder.
+/// They persist between processes only in a build with the `persistent-cache` feature.
+pub(super) fn configure_cubecl() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use burn::cubecl::config::cache::CacheConfig;
+        use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+        let mut config = CubeClRuntimeConfig::default().override_from_env();
+        config.environment.path = CacheConfig::Directory(crate::data::cache_dir().join("cubecl"));
+        // With CubeCL's persistence compiled in, compiled kernels are kept too (SPIR-V
+        // builds), not only autotune results: together they make a second start quick.
+        #[cfg(feature = "persistent-cache")]
+        {
+            config.compilation.cache = true;
+        }
+        if !CubeClRuntimeConfig::try_set(config) {
+            tracing::warn!("CubeCL was configured before xp could move its caches");
+        }
+    });
+}

@@ -10,15 +10,14 @@ mod sample;
 mod trainer;
 
 use std::path::PathBuf;
-use std::sync::Once;
 
 use crate::data;
 use crate::manifest::Precision;
-use crate::summary::Summary;
 use crate::sweep::RunSpec;
 pub use checkpoint::{CheckpointState, load_state, verify as verify_checkpoint};
 pub use optim::{cosine_alpha, learning_rate};
 pub use sample::{Generator, Sampling, sample};
+pub use trainer::train;
 
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]
@@ -134,35 +133,6 @@ pub struct Job<'a> {
     /// The GPU (by index among this machine's GPUs of the chosen kind) this run gets, where a
     /// worker was given one.
     pub device: Option<u32>,
-}
-
-/// Trains one run to the end (or until stopped), reporting through `recorder`.
-pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Error> {
-    configure_cubecl();
-    let (trainer, model) = trainer::Trainer::new(job, recorder)?;
-    trainer.run(model)
-}
-
-/// Keeps CubeCL's autotune and kernel caches in xp's cache folder: by default CubeCL writes
-/// them under the nearest folder with a Cargo.toml, which may be the user's experiment folder.
-/// They persist between processes only in a build with the `persistent-cache` feature.
-fn configure_cubecl() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        use burn::cubecl::config::cache::CacheConfig;
-        use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
-        let mut config = CubeClRuntimeConfig::default().override_from_env();
-        config.environment.path = CacheConfig::Directory(data::cache_dir().join("cubecl"));
-        // With CubeCL's persistence compiled in, compiled kernels are kept too (SPIR-V
-        // builds), not only autotune results: together they make a second start quick.
-        #[cfg(feature = "persistent-cache")]
-        {
-            config.compilation.cache = true;
-        }
-        if !CubeClRuntimeConfig::try_set(config) {
-            tracing::warn!("CubeCL was configured before xp could move its caches");
-        }
-    });
 }
 
 #[cfg(test)]

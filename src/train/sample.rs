@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::model::{AttentionKernel, Gpt};
 use super::trainer::stepped_alpha;
-use super::{Error, checkpoint, configure_cubecl, device};
+use super::{Error, checkpoint, device};
 use crate::data::TextTokenizer;
 use crate::manifest::Config;
 
@@ -105,7 +105,7 @@ pub fn sample(
     prompt: &str,
     how: &Sampling,
 ) -> Result<String, Error> {
-    configure_cubecl();
+    device::configure_cubecl();
     // Sampling computes in f32 whatever the run trained in, and the precision chooses the
     // device's shader compiler (`device::select`).
     let hardware = crate::manifest::HardwareConfig {

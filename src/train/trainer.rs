@@ -17,6 +17,13 @@ use crate::data::{self, Corpus};
 use crate::manifest::{Alpha, AlphaMode, Config, Precision, Unit};
 use crate::summary::Summary;
 
+/// Trains one run to the end (or until stopped), reporting through `recorder`.
+pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Error> {
+    device::configure_cubecl();
+    let (trainer, model) = Trainer::new(job, recorder)?;
+    trainer.run(model)
+}
+
 /// The dtype of the matrix products for a precision.
 fn compute_dtype(precision: Precision) -> FloatDType {
     match precision {

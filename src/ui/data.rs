@@ -8,10 +8,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::series::{self, Band, Curve, Line, Smoothing, XAxis, XMap};
+use crate::count::Count;
 use crate::manifest::SETTINGS;
-use crate::manifest::layers::flatten;
+use crate::report::settings::{differing_settings, settings};
 use crate::store::{self, Checkpoint, Listed, Provenance, RunFilter, RunRecord, Status, Store};
-use crate::sweep::{self, Expr};
+use crate::sweep;
 
 /// At most this many points per series, whatever a request asks for.
 pub const MAX_POINTS: usize = 2000;
@@ -134,29 +135,20 @@ pub struct RunsPage {
 }
 
 fn compile_where(text: &str) -> Answer<store::query::Sql> {
-    let expr = Expr::parse(text).map_err(|e| {
-        ApiError::query(
-            "where",
-            text,
-            store::query::QueryError {
-                column: e.column,
-                message: e.message,
-            },
-        )
-    })?;
-    store::query::compile(&expr).map_err(|e| ApiError::query("where", text, e))
+    store::query::compile_where(text).map_err(|e| ApiError::query("where", text, e))
 }
 
-fn blank(s: &Option<String>) -> Option<&str> {
+/// The parameter's text, unless it is missing or blank.
+fn non_blank(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 pub fn runs(store: &Store, q: &RunsQuery) -> Answer<RunsPage> {
-    let condition = blank(&q.condition).map(compile_where).transpose()?;
-    let order = blank(&q.sort)
+    let condition = non_blank(&q.condition).map(compile_where).transpose()?;
+    let order = non_blank(&q.sort)
         .map(|s| store::query::order_by(s).map_err(|e| ApiError::query("sort", s, e)))
         .transpose()?;
-    let status = match blank(&q.status) {
+    let status = match non_blank(&q.status) {
         None => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
             ApiError::bad(
@@ -169,7 +161,7 @@ pub fn runs(store: &Store, q: &RunsQuery) -> Answer<RunsPage> {
         })?),
     };
     let filter = RunFilter {
-        experiment: blank(&q.experiment).map(String::from),
+        experiment: non_blank(&q.experiment).map(String::from),
         status,
         newest_first: false,
         limit: None,
@@ -343,7 +335,7 @@ pub fn curves(store: &Store, q: &CurvesQuery) -> Answer<CurvesPage> {
         let c = curve(store, &run, &q.metric, q.x, q.smoothing)?;
         match &q.group {
             Some(key) => {
-                let config = flatten(&serde_json::to_value(&run.spec.config).unwrap_or_default());
+                let config = settings(&run);
                 let value = group_value(&run, key, &config);
                 match groups.iter_mut().find(|g| g.0 == value) {
                     Some(g) => {
@@ -368,11 +360,10 @@ pub fn curves(store: &Store, q: &CurvesQuery) -> Answer<CurvesPage> {
         let band = series::band(&curves.iter().collect::<Vec<_>>());
         page.groups.push(GroupSeries {
             label: format!(
-                "{} = {} ({} run{})",
+                "{} = {} ({})",
                 q.group.as_deref().unwrap_or_default(),
                 sweep::short(&value),
-                runs.len(),
-                if runs.len() == 1 { "" } else { "s" }
+                Count::numbered("run", runs.len())
             ),
             value,
             runs,
@@ -412,10 +403,6 @@ pub struct CheckpointRow {
     #[serde(flatten)]
     pub checkpoint: Checkpoint,
     pub present: bool,
-}
-
-fn settings(run: &RunRecord) -> BTreeMap<String, Value> {
-    flatten(&serde_json::to_value(&run.spec.config).unwrap_or_default())
 }
 
 pub fn run_page(store: &Store, id: i64) -> Answer<RunPage> {
@@ -469,24 +456,19 @@ pub struct DiffPage {
     pub compared: usize,
 }
 
-/// The settings that differ between two runs, with the layer each value came from. The
-/// experiment's description is prose and left out, as `xp compare` does.
+/// The settings that differ between two runs ([`differing_settings`], as `xp compare` lists
+/// them), with the layer each value came from.
 pub fn diff(store: &Store, a: i64, b: i64) -> Answer<DiffPage> {
     let (ra, rb) = (store.run_by_id(a)?, store.run_by_id(b)?);
-    let (ca, cb) = (settings(&ra), settings(&rb));
-    let mut keys: Vec<&String> = ca.keys().chain(cb.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let compared = keys.len();
-    let differences = keys
+    let (differing, compared) = differing_settings(&[&ra, &rb]);
+    let differences = differing
         .into_iter()
-        .filter(|k| k.as_str() != "experiment.description" && ca.get(*k) != cb.get(*k))
-        .map(|k| Difference {
-            key: k.clone(),
-            a: ca.get(k).cloned(),
-            b: cb.get(k).cloned(),
-            a_layer: ra.provenance.origins.get(k).cloned(),
-            b_layer: rb.provenance.origins.get(k).cloned(),
+        .map(|mut d| Difference {
+            a_layer: ra.provenance.origins.get(&d.setting).cloned(),
+            b_layer: rb.provenance.origins.get(&d.setting).cloned(),
+            b: d.values.pop().flatten(),
+            a: d.values.pop().flatten(),
+            key: d.setting,
         })
         .collect();
     Ok(DiffPage {

@@ -12,9 +12,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::app::App;
 use super::data::{self, Answer, ApiError, CurvesQuery, RunRow};
+use super::params::chart_params;
 use super::series::{Curve, Line, Smoothing, XMap};
-use super::server::{App, chart_params};
 use crate::store::{Listed, Store};
 
 /// How often the store is looked at. A look that finds no new commit costs one pragma.

@@ -6,12 +6,16 @@
 //! compiler as `xp runs`. The page, its script and the chart library are embedded
 //! ([`assets`]), so the dashboard works offline and with no build step.
 
+mod app;
 pub mod assets;
 pub mod data;
 mod live;
+mod params;
 pub mod series;
 mod server;
 pub mod webdriver;
+
+pub use server::{Bound, bind};
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -55,30 +59,6 @@ pub struct Options {
     /// Required in every request (as `?token=`, the cookie the first such request sets, or a
     /// bearer header); `xp ui` sets one whenever it listens beyond loopback.
     pub token: Option<String>,
-}
-
-/// A server bound to its address, not yet serving: the caller learns the port (`--port 0`
-/// picks one) before it blocks in [`Bound::serve`].
-pub struct Bound {
-    inner: server::Bound,
-}
-
-impl Bound {
-    pub fn addr(&self) -> SocketAddr {
-        self.inner.addr
-    }
-
-    /// Serves until the process ends.
-    pub fn serve(self) -> Result<(), Error> {
-        self.inner.serve()
-    }
-}
-
-/// Checks the store and binds the address.
-pub fn bind(options: Options) -> Result<Bound, Error> {
-    Ok(Bound {
-        inner: server::bind(options)?,
-    })
 }
 
 /// A random token: 128 bits, hex.

@@ -2,7 +2,6 @@
 //! check that keeps other web sites' pages from reading a loopback dashboard), and a pool of
 //! read-only store connections used off the async threads.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -14,53 +13,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
+use super::app::App;
 use super::data::{self, Answer, ApiError};
-use super::series::{Smoothing, XAxis};
+use super::params::{Params, chart_params, param, run_id};
 use super::{Error, Options, assets, live};
 use crate::store::Store;
 
-/// What every handler shares.
-pub(super) struct App {
-    pub db: std::path::PathBuf,
-    token: Option<String>,
-    loopback: bool,
-    pool: Mutex<Vec<Store>>,
-    /// Sampling runs a model: one at a time.
-    sampling: Mutex<()>,
-}
-
-impl App {
-    /// Runs `f` on a pooled read-only connection, on a blocking thread.
-    pub async fn read<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&Store) -> Answer<T> + Send + 'static,
-    ) -> Answer<T> {
-        let app = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let store = match app.pool.lock().ok().and_then(|mut p| p.pop()) {
-                Some(s) => s,
-                None => Store::open_read_only(&app.db)?,
-            };
-            let out = f(&store);
-            if let Ok(mut pool) = app.pool.lock()
-                && pool.len() < 8
-            {
-                pool.push(store);
-            }
-            out
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("the request's reader stopped: {e}")))?
-    }
-}
-
-pub(super) struct Bound {
-    pub addr: SocketAddr,
+/// A server bound to its address, not yet serving: the caller learns the port (`--port 0`
+/// picks one) before it blocks in [`Bound::serve`].
+pub struct Bound {
+    addr: SocketAddr,
     listener: std::net::TcpListener,
     app: Arc<App>,
 }
 
-pub(super) fn bind(options: Options) -> Result<Bound, Error> {
+/// Checks the store and binds the address.
+pub fn bind(options: Options) -> Result<Bound, Error> {
     // Fails here, before the address is taken, if the store cannot be read.
     let store = Store::open_read_only(&options.db)?;
     let addr = SocketAddr::new(options.host, options.port);
@@ -93,6 +61,11 @@ pub(super) fn bind(options: Options) -> Result<Bound, Error> {
 }
 
 impl Bound {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until the process ends.
     pub fn serve(self) -> Result<(), Error> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -129,7 +102,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
 const COOKIE: &str = "xp_ui_token";
 
 /// Compares without stopping at the first difference, so that timing says nothing about the token.
-fn same(a: &str, b: &str) -> bool {
+fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
@@ -193,7 +166,10 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     let mut set_cookie = None;
     if let Some(expected) = &app.token {
         let (given, in_query) = token_in(&req);
-        if !given.as_deref().is_some_and(|g| same(g, expected)) {
+        if !given
+            .as_deref()
+            .is_some_and(|g| constant_time_eq(g, expected))
+        {
             return (
                 StatusCode::UNAUTHORIZED,
                 "this dashboard needs its token: open the address `xp ui` printed, which carries it\n",
@@ -285,12 +261,6 @@ fn reply<T: Serialize>(answer: Answer<T>) -> Response {
     }
 }
 
-type Params = Query<HashMap<String, String>>;
-
-fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    q.get(name).map(String::as_str).filter(|s| !s.is_empty())
-}
-
 async fn runs(State(app): State<Arc<App>>, Query(q): Params) -> Response {
     let query = data::RunsQuery {
         condition: q.get("where").cloned(),
@@ -301,52 +271,11 @@ async fn runs(State(app): State<Arc<App>>, Query(q): Params) -> Response {
     reply(app.read(move |s| data::runs(s, &query)).await)
 }
 
-fn run_id(text: &str) -> Answer<i64> {
-    crate::store::runs::parse_run_ref(text)
-        .ok_or_else(|| ApiError::not_found(format!("no run `{text}` (runs are named run-N)")))
-}
-
 async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     match run_id(&id) {
         Ok(id) => reply(app.read(move |s| data::run_page(s, id)).await),
         Err(e) => e.into_response(),
     }
-}
-
-/// Parses the chart parameters shared by the curve request and the live stream.
-pub(super) fn chart_params(q: &HashMap<String, String>) -> Answer<data::CurvesQuery> {
-    let runs = data::parse_runs(param(q, "runs").unwrap_or_default())?;
-    let metric = param(q, "metric").unwrap_or("val_loss").to_string();
-    let x = match param(q, "x") {
-        None => XAxis::Step,
-        Some(s) => XAxis::parse(s).ok_or_else(|| {
-            ApiError::bad(
-                "x",
-                format!("unknown x axis `{s}`: use step, tokens or time"),
-            )
-        })?,
-    };
-    let number = |name: &'static str| -> Answer<Option<f64>> {
-        param(q, name)
-            .map(|v| {
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite())
-                    .ok_or_else(|| ApiError::bad(name, format!("`{v}` is not a number")))
-            })
-            .transpose()
-    };
-    let smoothing = Smoothing::parse(param(q, "smooth").unwrap_or("none"), number("param")?)
-        .map_err(|m| ApiError::bad("smooth", m))?;
-    let points = number("points")?.map_or(data::MAX_POINTS, |p| p.max(0.0) as usize);
-    Ok(data::CurvesQuery {
-        runs,
-        metric,
-        x,
-        smoothing,
-        group: param(q, "group").map(String::from),
-        points,
-    })
 }
 
 async fn curves(State(app): State<Arc<App>>, Query(q): Params) -> Response {
@@ -477,8 +406,8 @@ mod tests {
 
     #[test]
     fn tokens_compare_whole() {
-        assert!(same("abc", "abc"));
-        assert!(!same("abc", "abd"));
-        assert!(!same("abc", "ab"));
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "ab"));
     }
 }

@@ -749,3 +749,51 @@ fn input_that_used_to_crash_is_refused_with_exit_2() {
         assert_eq!(std::fs::read(path).unwrap(), before);
     }
 }
+
+#[test]
+fn a_disk_without_room_for_the_reserve_starts_no_run_and_says_how_much_is_needed() {
+    let test = "a_disk_without_room_for_the_reserve_starts_no_run_and_says_how_much_is_needed";
+    let Some(disk) = SmallDisk::mount(8 << 20, test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tiny_manifest(dir.path(), "");
+    let db = disk.path().join("runs.db");
+    let run = || output(xp(&db).arg("run").arg(&manifest));
+    assert_eq!(
+        output(xp(&db).arg("run").arg(&manifest).arg("--queue-only")).0,
+        0
+    );
+    // Room for the store's own writes, not for its 1 MiB reserve.
+    disk.fill_leaving(320 << 10);
+    let (code, stdout, stderr) = run();
+    // The free room varies by a page or two with the filesystem's own bookkeeping.
+    let stderr = match (stderr.find("disk has "), stderr.find(" KiB free.")) {
+        (Some(a), Some(b)) if a < b => format!("{}[SIZE]{}", &stderr[..a + 9], &stderr[b + 4..]),
+        _ => stderr,
+    };
+    assert_eq!(
+        (
+            code,
+            stderr.replace(&disk.path().display().to_string(), "[DISK]")
+        ),
+        (
+            1,
+            "error: cannot keep 1 MiB in reserve beside the run store: writing \
+             [DISK]/runs.db-reserve failed (No space left on device (os error 28)), and the \
+             disk has [SIZE] free. Without the reserve, a run that fills the disk would die \
+             with its end recorded nowhere, so no run was started: free at least that much \
+             there\n"
+                .to_string()
+        ),
+        "{stdout}"
+    );
+    assert_eq!(state(&db, 1).0, "queued");
+    assert!(!disk.path().join("runs.db-reserve").exists());
+    assert_eq!(integrity(&db), "ok");
+    // With room again, the same command trains the run.
+    disk.empty();
+    let (code, stdout, stderr) = run();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(state(&db, 1).0, "completed");
+}

@@ -368,9 +368,9 @@ fn sample_check(a: &Args, devices: &Devices) -> Result<(Case, String)> {
         },
         "hardware": { "profile": "auto", "device": gpu },
     });
-    let plan = super::plan("xp bench conformance", &manifest, &[])?;
+    let plan = super::scratch::plan("xp bench conformance", &manifest, &[])?;
     let spec = &plan.runs[0];
-    let job = super::scratch_job("xp-bench-conformance", spec, a.gpu);
+    let job = super::scratch::scratch_job("xp-bench-conformance", spec, a.gpu);
     let scratch = job.checkpoint_dir.clone();
     say(&format!(
         "training shakespeare-char for {} steps on the GPU for the sample check",

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::super::output::si;
 use super::super::{Error, Result, exit};
 use crate::exec::provenance;
-use crate::store::{self, Ending, MetricRow, MetricWriter, Store};
+use crate::store::{self, MetricRow, MetricWriter, Outcome, Store};
 use crate::summary::Summary;
 
 #[derive(Debug, clap::Args)]
@@ -136,7 +136,7 @@ pub(super) fn fill(
 ) -> Result<(u64, std::time::Duration)> {
     let mut m = manifest(runs, steps);
     m.experiment["name"] = serde_json::json!(name);
-    let plan = super::plan(&format!("{name}.toml"), &m, &[])?;
+    let plan = super::scratch::plan(&format!("{name}.toml"), &m, &[])?;
     let queued = store.enqueue(
         &plan,
         &provenance::detect(std::path::Path::new(".")),
@@ -195,7 +195,7 @@ pub(super) fn fill(
             wall_s: Some(steps as f64 * 0.012),
             params: Some(100_000),
         };
-        store.finish(run.id, &me, &Ending::Completed(summary))?;
+        store.finish(run.id, &me, &Outcome::Completed { summary })?;
     }
     Ok((written, ingest))
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::super::output::{duration, say, shown, si};
+use super::super::output::{duration, or_dash, say, si};
 use super::super::{Error, Result, exit};
 use crate::train::{self, Metric, Placement, Progress, Recorder, Saved};
 
@@ -166,9 +166,9 @@ pub fn run(a: Args) -> Result<u8> {
     }
     let nanogpt = a.preset == "shakespeare-char";
     let batch = a.batch_size.unwrap_or(if nanogpt { 64 } else { 32 });
-    let plan = super::plan("xp bench train", &manifest(&a, batch, nanogpt), &a.sets)?;
+    let plan = super::scratch::plan("xp bench train", &manifest(&a, batch, nanogpt), &a.sets)?;
     let spec = &plan.runs[0];
-    let job = super::scratch_job("xp-bench-train", spec, a.gpu);
+    let job = super::scratch::scratch_job("xp-bench-train", spec, a.gpu);
     let mut timings = Timings::default();
     let started = Instant::now();
     let result = train::train(&job, &mut timings);
@@ -206,11 +206,15 @@ pub fn run(a: Args) -> Result<u8> {
     )?;
     writeln!(out, "device     {} ({})", timings.backend, timings.adapter)?;
     writeln!(out, "attention  {}", timings.attention)?;
-    writeln!(out, "first step {}", shown(first, |s| format!("{s:.2} s")))?;
+    writeln!(
+        out,
+        "first step {}",
+        or_dash(first, |s| format!("{s:.2} s"))
+    )?;
     writeln!(
         out,
         "tokens/s   {} (median over steps {}–{}, read back every {} steps)",
-        shown(tokens, |t| format!("{t:.0}")),
+        or_dash(tokens, |t| format!("{t:.0}")),
         a.warmup + 1,
         a.steps,
         a.log_every.max(1)
@@ -218,22 +222,22 @@ pub fn run(a: Args) -> Result<u8> {
     writeln!(
         out,
         "step time  {}",
-        shown(median(&mut step_ms), |ms| format!("{ms:.2} ms"))
+        or_dash(median(&mut step_ms), |ms| format!("{ms:.2} ms"))
     )?;
     writeln!(
         out,
         "peak RSS   {} (host memory)",
-        shown(peak_rss_mb(), |mb| format!("{mb:.0} MB"))
+        or_dash(peak_rss_mb(), |mb| format!("{mb:.0} MB"))
     )?;
     writeln!(
         out,
         "peak device memory {} (the allocator's pages at their peak, as burn reports them)",
-        shown(timings.device_peak_mb, |mb| format!("{mb:.0} MB"))
+        or_dash(timings.device_peak_mb, |mb| format!("{mb:.0} MB"))
     )?;
     writeln!(
         out,
         "loss       {} after {} steps; wall {}",
-        shown(summary.final_train_loss, |l| format!("{l:.4}")),
+        or_dash(summary.final_train_loss, |l| format!("{l:.4}")),
         a.steps,
         duration(wall)
     )?;

@@ -316,8 +316,10 @@ fn merge(store: &mut Store, run: &RunRecord, slurm: &SlurmTask) -> Result<usize,
     Ok(merged)
 }
 
-/// Syncs if the store has runs on Slurm; for reading commands, which show the store as
-/// fresh as it can be. A failure to reach Slurm is only logged.
+/// Syncs if the store has runs on Slurm, so that a command reads the store as fresh as it can
+/// be. A failed sync is returned: reading commands log it and show what the store has
+/// (`cli::context::sync`); `xp cancel` stops, since it must not cancel runs whose journals it
+/// could not merge.
 pub fn sync_before_reading(store: &mut Store) -> Result<(), Error> {
     if store.on_slurm()?.is_empty() {
         return Ok(());
@@ -332,10 +334,7 @@ pub fn cancel(store: &Store, runs: &[RunRecord]) -> Result<Vec<(i64, bool)>, Err
     let mut cancelled_tasks: HashSet<String> = HashSet::new();
     for run in runs {
         if let Some(task) = run.slurm.as_ref().and_then(SlurmTask::id)
-            && matches!(
-                run.status(),
-                Status::Submitted | Status::Running | Status::Interrupted
-            )
+            && run.status().is_slurms()
             && cancelled_tasks.insert(task.clone())
         {
             cluster::cancel(&task)?;

@@ -7,11 +7,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::super::{Error, provenance};
+use super::super::{Error, panic_message, provenance};
 use super::{TaskSpec, cluster, journals};
+use crate::store::Outcome;
 use crate::store::checkpoints::retention;
-use crate::store::journal::{self, Entry, Journal, Outcome};
+use crate::store::journal::{self, Entry, Journal};
 use crate::train::{self, Control, Metric, Placement, Progress, Recorder, Saved};
+
+/// A checkpoint an earlier attempt's journal says it wrote (and retention has not dropped).
+struct Written {
+    step: u64,
+    path: PathBuf,
+    bytes: u64,
+    blake3: String,
+    val_loss: Option<f64>,
+}
 
 /// Exit codes of a task: Slurm reads them (and `sacct` shows them).
 const OK: u8 = 0;
@@ -73,7 +83,7 @@ pub fn run(tasks: &Path, log: &mut dyn FnMut(&str)) -> Result<u8, Error> {
     // Earlier attempts of this run: their journals say which checkpoints exist.
     let earlier = journals(&folder);
     let attempt = earlier.len() as i64 + 1;
-    let mut kept: Vec<(u64, PathBuf, u64, String, Option<f64>)> = Vec::new();
+    let mut kept: Vec<Written> = Vec::new();
     for path in &earlier {
         let (entries, _) = journal::read_from(path, 0)
             .map_err(|e| Error::Slurm(format!("{}: {e}", path.display())))?;
@@ -87,23 +97,34 @@ pub fn run(tasks: &Path, log: &mut dyn FnMut(&str)) -> Result<u8, Error> {
                 dropped,
             } = entry
             {
-                kept.retain(|c| c.0 != step && !dropped.contains(&c.0));
-                kept.push((step, PathBuf::from(path), bytes, blake3, val_loss));
+                kept.retain(|c| c.step != step && !dropped.contains(&c.step));
+                kept.push(Written {
+                    step,
+                    path: PathBuf::from(path),
+                    bytes,
+                    blake3,
+                    val_loss,
+                });
             }
         }
     }
-    kept.sort_by_key(|c| c.0);
+    kept.sort_by_key(|c| c.step);
     let resume = kept
         .iter()
         .rev()
-        .find(|c| match train::verify_checkpoint(&c.1, c.2, &c.3) {
-            Ok(()) => true,
-            Err(e) => {
-                log(&format!("checkpoint at step {} cannot be used: {e}", c.0));
-                false
-            }
-        })
-        .map(|c| (c.1.clone(), c.0));
+        .find(
+            |c| match train::verify_checkpoint(&c.path, c.bytes, &c.blake3) {
+                Ok(()) => true,
+                Err(e) => {
+                    log(&format!(
+                        "checkpoint at step {} cannot be used: {e}",
+                        c.step
+                    ));
+                    false
+                }
+            },
+        )
+        .map(|c| (c.path.clone(), c.step));
 
     let journal_path = folder.join(format!("attempt-{attempt}.jsonl"));
     let journal = Journal::append(&journal_path)
@@ -133,7 +154,7 @@ pub fn run(tasks: &Path, log: &mut dyn FnMut(&str)) -> Result<u8, Error> {
         task: task.id(),
         resumed_from: resume.as_ref().map(|(_, s)| *s),
         me,
-        kept: kept.iter().map(|c| (c.0, c.4)).collect(),
+        kept: kept.iter().map(|c| (c.step, c.val_loss)).collect(),
         keep_last: spec.spec.config.train.keep_last as usize,
         keep_best: spec.spec.config.train.keep_best,
         checkpoints: folder.join("checkpoints"),
@@ -168,14 +189,7 @@ pub fn run(tasks: &Path, log: &mut dyn FnMut(&str)) -> Result<u8, Error> {
             reason: e.to_string(),
         },
         Err(panic) => Outcome::Failed {
-            reason: format!(
-                "the backend panicked: {}",
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into())
-            ),
+            reason: format!("the backend panicked: {}", panic_message(&*panic)),
         },
     };
     let code = match &outcome {

@@ -1,0 +1,218 @@
+//! `xp status`'s report: per experiment, how many runs are in each state and how long the
+//! rest will take; the running runs with their progress and ETA; the runs Slurm holds; the
+//! latest failures and interruptions.
+
+use serde::Serialize;
+
+use super::eta::Pace;
+use crate::store::{
+    self, ExperimentCounts, Liveness, RunFilter, RunRecord, RunState, Status, Store,
+};
+
+/// A running run as status reports it.
+#[derive(Debug, Serialize)]
+pub struct Running {
+    pub run: String,
+    pub experiment: String,
+    pub step: u64,
+    pub steps: u64,
+    pub train_loss: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub tokens_per_s: Option<f64>,
+    pub eta_s: Option<f64>,
+    pub host: Option<String>,
+    pub pid: Option<i64>,
+    /// Why the run's process is believed dead, if it is (local runs).
+    pub stale: Option<String>,
+    /// Its Slurm array task and the state Slurm last reported (runs on Slurm).
+    pub slurm: Option<String>,
+}
+
+/// A run handed to Slurm that is not training now: waiting, or requeued after its
+/// time-limit signal.
+#[derive(Debug, Serialize)]
+pub struct OnSlurm {
+    pub run: String,
+    pub experiment: String,
+    pub status: Status,
+    pub task: Option<String>,
+    pub slurm_state: Option<String>,
+}
+
+/// How long an experiment has left, by the pace of its runs so far.
+#[derive(Debug, Serialize)]
+pub struct Remaining {
+    pub experiment: String,
+    pub runs_left: usize,
+    pub workers: usize,
+    pub eta_s: f64,
+}
+
+/// A run that ended badly, with the first line of its error.
+#[derive(Debug, Serialize)]
+pub struct Ended {
+    pub run: String,
+    pub experiment: String,
+    pub status: Status,
+    pub step: u64,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub experiments: Vec<ExperimentCounts>,
+    pub remaining: Vec<Remaining>,
+    pub running: Vec<Running>,
+    pub on_slurm: Vec<OnSlurm>,
+    pub recent_failures: Vec<Ended>,
+    pub interrupted: Vec<Ended>,
+}
+
+/// The remaining time of an experiment: the steps its unfinished runs have left, at the
+/// pace its runs have shown (finished runs' wall time, else running runs' step time), over the
+/// runs training it now (at least one).
+fn remaining(
+    store: &Store,
+    experiment: &str,
+    running: &[Running],
+    live: &[Pace],
+) -> store::Result<Option<Remaining>> {
+    let runs = store.run_times(experiment)?;
+    let finished: Vec<Pace> = runs
+        .iter()
+        .filter(|r| r.status == Status::Completed)
+        .filter_map(|r| r.wall_s.and_then(|w| Pace::of_finished(w, r.steps_total)))
+        .collect();
+    let Some(pace) = Pace::mean(&finished).or_else(|| Pace::mean(live)) else {
+        return Ok(None);
+    };
+    let left: Vec<u64> = runs
+        .iter()
+        .filter(|r| r.status.is_unfinished())
+        .map(|r| r.steps_total.saturating_sub(r.step))
+        .collect();
+    if left.is_empty() {
+        return Ok(None);
+    }
+    let workers = running
+        .iter()
+        .filter(|r| r.experiment == experiment && r.stale.is_none())
+        .count()
+        .max(1);
+    Ok(Some(Remaining {
+        experiment: experiment.to_string(),
+        runs_left: left.len(),
+        workers,
+        eta_s: pace.eta(left.iter().sum(), workers),
+    }))
+}
+
+/// Per experiment (or only `experiment`), how many runs are in each state, how long the rest
+/// will take, the running runs with their progress, the runs Slurm holds, and the latest
+/// failures and interruptions.
+pub fn status(store: &Store, experiment: Option<&String>) -> store::Result<StatusReport> {
+    let experiments: Vec<_> = store
+        .counts()?
+        .into_iter()
+        .filter(|c| experiment.is_none_or(|e| *e == c.experiment))
+        .collect();
+    let filter = |status, limit| RunFilter {
+        experiment: experiment.cloned(),
+        status: Some(status),
+        newest_first: true,
+        limit,
+    };
+    let mut running = Vec::new();
+    let mut live: std::collections::HashMap<String, Vec<Pace>> = Default::default();
+    for r in store.runs(&filter(Status::Running, None))? {
+        let RunState::Running(lease) = &r.state else {
+            continue;
+        };
+        let last = |name| store.latest_metric(r.id, name).map(|m| m.map(|(_, v)| v));
+        let step_ms = last("step_ms")?;
+        if let Some(ms) = step_ms {
+            live.entry(r.experiment.clone())
+                .or_default()
+                .push(Pace::of_step_ms(ms));
+        }
+        let slurm = r.slurm.as_ref().map(|s| {
+            format!(
+                "{} {}",
+                s.id().unwrap_or_default(),
+                s.state.as_deref().unwrap_or("")
+            )
+            .trim()
+            .to_string()
+        });
+        running.push(Running {
+            run: r.name(),
+            experiment: r.experiment.clone(),
+            step: r.step,
+            steps: r.steps_total,
+            train_loss: last("train_loss")?,
+            val_loss: last("val_loss")?,
+            tokens_per_s: last("tokens_per_s")?,
+            eta_s: step_ms
+                .map(|ms| Pace::of_step_ms(ms).eta(r.steps_total.saturating_sub(r.step), 1)),
+            // Slurm says whether a task is alive; `xp sync` acts on it.
+            stale: match (&slurm, lease.liveness_here()) {
+                (None, Liveness::Dead(why)) => Some(why),
+                _ => None,
+            },
+            host: lease.host.clone(),
+            pid: lease.pid,
+            slurm,
+        });
+    }
+    let mut on_slurm = Vec::new();
+    for status in [Status::Submitted, Status::Interrupted] {
+        for r in store.runs(&filter(status, None))? {
+            if let Some(s) = &r.slurm {
+                on_slurm.push(OnSlurm {
+                    run: r.name(),
+                    experiment: r.experiment.clone(),
+                    status,
+                    task: s.id(),
+                    slurm_state: s.state.clone(),
+                });
+            }
+        }
+    }
+    let mut remaining_time = Vec::new();
+    for e in &experiments {
+        let paces = live.get(&e.experiment).map(Vec::as_slice).unwrap_or(&[]);
+        if let Some(r) = remaining(store, &e.experiment, &running, paces)? {
+            remaining_time.push(r);
+        }
+    }
+    let ended = |r: RunRecord| Ended {
+        run: r.name(),
+        status: r.status(),
+        step: r.step,
+        error: r
+            .state
+            .reason()
+            .and_then(|e| e.lines().next())
+            .unwrap_or("no error recorded")
+            .to_string(),
+        experiment: r.experiment,
+    };
+    Ok(StatusReport {
+        experiments,
+        remaining: remaining_time,
+        running,
+        on_slurm,
+        recent_failures: store
+            .runs(&filter(Status::Failed, Some(5)))?
+            .into_iter()
+            .map(ended)
+            .collect(),
+        // Interrupted runs on Slurm are its to start again: they are listed above.
+        interrupted: store
+            .runs(&filter(Status::Interrupted, Some(5)))?
+            .into_iter()
+            .filter(|r| r.slurm.is_none())
+            .map(ended)
+            .collect(),
+    })
+}

@@ -5,6 +5,7 @@ mod common;
 mod executors;
 mod faults;
 mod fuzz_manifests;
+mod layout;
 mod manifests;
 mod queue;
 mod reports;

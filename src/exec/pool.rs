@@ -78,30 +78,39 @@ impl Pool<'_> {
         }
         let devices = assign(count as u32, self.devices, gpus);
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut workers = Vec::with_capacity(count);
-        // The first worker starts alone and the others once it has trained its first step
-        // (or ended, or WARM_UP has passed): that step fills CubeCL's kernel and autotune caches
-        // and the GPU driver's shader cache, so that the others read them rather than compile
-        // and tune the same kernels at the same moment. On 2 × H200 with warm caches, workers
-        // started together had one of each pair take a 14–20 s first step against 0.5 s
-        // (docs/benchmarks.md, "Two GPUs"; which cache they contend for is not pinned down).
-        workers.push(self.spawn(0, devices[0], tx.clone())?);
-        let mut waiting = Some((tx, std::time::Instant::now()));
+        let mut workers: Vec<Option<Worker>> = (0..count).map(|_| None).collect();
+        // On each GPU its first worker starts at once and the others once it has trained its
+        // first step (or ended, or WARM_UP has passed): that step fills CubeCL's kernel and
+        // autotune caches and the GPU driver's shader cache for that GPU, so that the others
+        // read them rather than compile and tune the same kernels at the same moment. On
+        // 2 × H200, two workers started together on a GPU that had not run the configuration
+        // took 51 s each over their first run against 13 s (docs/benchmarks.md, "Two GPUs").
+        let mut waiting = Stagger::new(&devices, tx);
+        for &leader in &waiting.leaders() {
+            workers[leader] = Some(self.spawn(leader, devices[leader], waiting.sender())?);
+        }
+        waiting.done();
         let mut runs: HashMap<i64, RunRecord> = HashMap::new();
         let mut started = 0;
         let mut forwarded = 0;
         let mut failing = false;
-        while workers.iter().any(|w| !w.closed) || waiting.is_some() {
+        while workers.iter().flatten().any(|w| !w.closed) || waiting.any() {
             let received = self.signals.load(Ordering::SeqCst);
             if received > forwarded {
                 forwarded = received;
                 signal_all(&workers);
             }
-            if let Some((_, since)) = &waiting
-                && since.elapsed() >= WARM_UP
-                && let Some((tx, _)) = waiting.take()
-            {
-                self.spawn_rest(&mut workers, &devices, tx, forwarded > 0 || failing)?;
+            if waiting.timed_out() {
+                for i in waiting.release_all() {
+                    self.start(
+                        &mut workers,
+                        i,
+                        &devices,
+                        &waiting,
+                        forwarded > 0 || failing,
+                    )?;
+                }
+                waiting.done();
             }
             let message = match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(m) => m,
@@ -110,12 +119,19 @@ impl Pool<'_> {
             };
             let (i, line) = match message {
                 Message::Closed(i) => {
-                    workers[i].closed = true;
-                    if i == 0
-                        && let Some((tx, _)) = waiting.take()
-                    {
-                        self.spawn_rest(&mut workers, &devices, tx, forwarded > 0 || failing)?;
+                    if let Some(w) = workers[i].as_mut() {
+                        w.closed = true;
                     }
+                    for f in waiting.release(i) {
+                        self.start(
+                            &mut workers,
+                            f,
+                            &devices,
+                            &waiting,
+                            forwarded > 0 || failing,
+                        )?;
+                    }
+                    waiting.done();
                     continue;
                 }
                 Message::Line(i, line) => (i, line),
@@ -124,12 +140,9 @@ impl Pool<'_> {
                 tracing::info!("worker {i}: {line}");
                 continue;
             };
-            // The first worker's first step, or the end of its run, releases the others; a
-            // failure that stops the queue (--fail-fast) releases nothing.
-            if i == 0
-                && matches!(event, Event::Progress { .. } | Event::RunFinished { .. })
-                && let Some((tx, _)) = waiting.take()
-            {
+            // A GPU's first worker's first step, or the end of its run, releases the others on
+            // that GPU; a failure that stops the queue (--fail-fast) releases nothing.
+            if matches!(event, Event::Progress { .. } | Event::RunFinished { .. }) {
                 let failed = matches!(
                     &event,
                     Event::RunFinished {
@@ -138,7 +151,10 @@ impl Pool<'_> {
                     }
                 );
                 let stopping = forwarded > 0 || failing || (failed && self.fail_fast);
-                self.spawn_rest(&mut workers, &devices, tx, stopping)?;
+                for f in waiting.release(i) {
+                    self.start(&mut workers, f, &devices, &waiting, stopping)?;
+                }
+                waiting.done();
             }
             match event {
                 Event::QueueStarted { recovered } => {
@@ -193,6 +209,7 @@ impl Pool<'_> {
             }
         }
         for (i, w) in workers.iter_mut().enumerate() {
+            let Some(w) = w else { continue };
             let status = w
                 .child
                 .wait()
@@ -208,20 +225,17 @@ impl Pool<'_> {
         Ok(report)
     }
 
-    /// Starts the workers after the first, unless the queue is already stopping; `tx` is the
-    /// last sender, dropped here so that the relay ends when every worker has.
-    fn spawn_rest(
+    /// Starts worker `i`, released by [`Stagger`], unless the queue is already stopping.
+    fn start(
         &self,
-        workers: &mut Vec<Worker>,
+        workers: &mut [Option<Worker>],
+        i: usize,
         devices: &[Option<u32>],
-        tx: Sender<Message>,
+        waiting: &Stagger,
         stopping: bool,
     ) -> Result<(), Error> {
-        if stopping {
-            return Ok(());
-        }
-        for (i, device) in devices.iter().enumerate().skip(workers.len()) {
-            workers.push(self.spawn(i, *device, tx.clone())?);
+        if !stopping {
+            workers[i] = Some(self.spawn(i, devices[i], waiting.sender())?);
         }
         Ok(())
     }
@@ -269,9 +283,89 @@ impl Pool<'_> {
     }
 }
 
+/// Which workers wait to start, and for whom: on each GPU, the workers after its first wait
+/// for that first one's first step.
+struct Stagger {
+    /// Per worker, the first worker on its GPU (itself for a first one).
+    leader: Vec<usize>,
+    /// The first workers whose GPU still has workers waiting for them.
+    holding: Vec<usize>,
+    since: std::time::Instant,
+    /// The relay's last sender, dropped once no worker waits, so that the relay ends when
+    /// every started worker has.
+    tx: Option<Sender<Message>>,
+}
+
+impl Stagger {
+    fn new(devices: &[Option<u32>], tx: Sender<Message>) -> Stagger {
+        let leader: Vec<usize> = devices
+            .iter()
+            .map(|d| devices.iter().position(|e| e == d).unwrap_or(0))
+            .collect();
+        let holding: Vec<usize> = (0..devices.len())
+            .filter(|&i| leader[i] == i && leader.iter().filter(|&&l| l == i).count() > 1)
+            .collect();
+        Stagger {
+            leader,
+            holding,
+            since: std::time::Instant::now(),
+            tx: Some(tx),
+        }
+    }
+
+    /// The workers that start at once: the first on each GPU.
+    fn leaders(&self) -> Vec<usize> {
+        (0..self.leader.len())
+            .filter(|&i| self.leader[i] == i)
+            .collect()
+    }
+
+    fn sender(&self) -> Sender<Message> {
+        match &self.tx {
+            Some(tx) => tx.clone(),
+            // Nothing waits once the sender is gone, so nothing is started with this one.
+            None => std::sync::mpsc::channel().0,
+        }
+    }
+
+    fn any(&self) -> bool {
+        !self.holding.is_empty()
+    }
+
+    fn timed_out(&self) -> bool {
+        self.any() && self.since.elapsed() >= WARM_UP
+    }
+
+    /// The workers that waited for worker `i`, if it is a first one still holding them.
+    fn release(&mut self, i: usize) -> Vec<usize> {
+        if !self.holding.contains(&i) {
+            return Vec::new();
+        }
+        self.holding.retain(|&l| l != i);
+        (0..self.leader.len())
+            .filter(|&f| f != i && self.leader[f] == i)
+            .collect()
+    }
+
+    /// Every worker still waiting.
+    fn release_all(&mut self) -> Vec<usize> {
+        let holding = std::mem::take(&mut self.holding);
+        (0..self.leader.len())
+            .filter(|&f| self.leader[f] != f && holding.contains(&self.leader[f]))
+            .collect()
+    }
+
+    /// Drops the last sender once nothing waits.
+    fn done(&mut self) {
+        if self.holding.is_empty() {
+            self.tx = None;
+        }
+    }
+}
+
 /// Passes a Ctrl-C on to every worker still running.
-fn signal_all(workers: &[Worker]) {
-    for w in workers.iter().filter(|w| !w.closed) {
+fn signal_all(workers: &[Option<Worker>]) {
+    for w in workers.iter().flatten().filter(|w| !w.closed) {
         // SAFETY: kill(2) with a pid this process started and has not yet waited for.
         unsafe {
             libc::kill(w.child.id() as libc::pid_t, libc::SIGINT);
@@ -282,6 +376,32 @@ fn signal_all(workers: &[Worker]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_each_gpu_the_first_worker_starts_and_the_others_wait_for_it() {
+        let tx = std::sync::mpsc::channel().0;
+        // Four workers on two GPUs: 0 and 1 start, 2 waits for 0 and 3 for 1.
+        let mut s = Stagger::new(&assign(4, &[], 2), tx.clone());
+        assert_eq!(s.leaders(), [0, 1]);
+        assert_eq!(s.release(2), Vec::<usize>::new());
+        assert_eq!(s.release(1), [3]);
+        assert_eq!(s.release(1), Vec::<usize>::new());
+        s.done();
+        assert!(s.any() && s.tx.is_some());
+        assert_eq!(s.release_all(), [2]);
+        s.done();
+        assert!(!s.any() && s.tx.is_none());
+        // One GPU (or none): the first worker alone, then the rest.
+        let mut s = Stagger::new(&assign(3, &[], 1), tx.clone());
+        assert_eq!(s.leaders(), [0]);
+        assert_eq!(s.release(0), [1, 2]);
+        // One worker per GPU: all start at once, none waits.
+        let mut s = Stagger::new(&assign(2, &[], 2), tx);
+        assert_eq!(s.leaders(), [0, 1]);
+        assert!(!s.any());
+        s.done();
+        assert!(s.tx.is_none());
+    }
 
     #[test]
     fn workers_are_spread_over_the_gpus() {

@@ -88,15 +88,16 @@ pub enum Error {
     )]
     LostClaim { run: i64, now: String },
     #[error(
-        "cannot keep {} in reserve beside the run store: writing {} failed ({source}){}. \
+        "cannot keep {needed} in reserve beside the run store: writing {} failed ({source}){}. \
          Without the reserve, a run that fills the disk would die with its end recorded \
          nowhere, so no run was started: free at least that much there",
-        reserve::Size(reserve::BYTES),
         path.display(),
         free.as_ref().map(|f| format!(", and the disk has {f} free")).unwrap_or_default()
     )]
     NoReserve {
         path: PathBuf,
+        /// The reserve's size, and the room left, as people read sizes.
+        needed: String,
         free: Option<String>,
         source: std::io::Error,
     },

@@ -29,6 +29,7 @@ impl Reserve {
         if let Err(source) = Self::write(&path) {
             let _ = std::fs::remove_file(&path);
             return Err(Error::NoReserve {
+                needed: Size(BYTES).to_string(),
                 free: free_bytes(&path).map(|free| Size(free).to_string()),
                 path,
                 source,

@@ -1,10 +1,13 @@
 //! Helpers shared by the integration tests: run the real `xp` binary and tidy its output.
 
+use std::ffi::OsStr;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use xp::store::{Claimant, Outcome, Store};
 
 /// The repository root (integration tests run with it as the working directory).
 pub fn repo() -> PathBuf {
@@ -31,14 +34,168 @@ pub fn xp_process(db: &Path) -> std::process::Command {
     cmd
 }
 
-/// Exit code, stdout and stderr of a finished command.
-pub fn output(cmd: &mut Command) -> (i32, String, String) {
-    let out = cmd.output().expect("xp starts");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// What a finished command did: its exit code, stdout and stderr, and the command line.
+///
+/// Displayed, it shows all of them, in labelled sections; every assertion on a command's
+/// result prints it, so that a failure says what the command wrote (after jj's
+/// `CommandOutput` and just's tests).
+#[derive(Debug, Clone)]
+pub struct CommandOutput {
+    /// The command as a shell would spell it, with the variables it was given.
+    pub command: String,
+    /// The exit code, or -1 when the process was ended by a signal.
+    pub status: i32,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// The result of a finished process, `command` describing what ran.
+    pub fn new(command: String, out: std::process::Output) -> CommandOutput {
+        use std::os::unix::process::ExitStatusExt;
+        CommandOutput {
+            command,
+            status: out.status.code().unwrap_or(-1),
+            signal: out.status.signal(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts that the command exited with code 0.
+    #[track_caller]
+    pub fn success(self) -> Self {
+        self.code(0)
+    }
+
+    /// Asserts that the command exited with `code`.
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        assert!(
+            self.status == code && self.signal.is_none(),
+            "expected exit code {code}, got {}:\n{self}",
+            self.exit()
+        );
+        self
+    }
+
+    fn exit(&self) -> String {
+        match self.signal {
+            Some(signal) => format!("signal {signal}"),
+            None => format!("exit code {}", self.status),
+        }
+    }
+}
+
+impl std::fmt::Display for CommandOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "$ {}", self.command)?;
+        writeln!(f, "[{}]", self.exit())?;
+        for (name, text) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            if text.is_empty() {
+                writeln!(f, "------- {name}: empty -------")?;
+            } else {
+                writeln!(f, "------- {name} -------")?;
+                f.write_str(text)?;
+                if !text.ends_with('\n') {
+                    writeln!(f, "[no newline at the end of {name}]")?;
+                }
+            }
+        }
+        write!(f, "------- end -------")
+    }
+}
+
+/// A command's stdout as one JSON value; panics with the whole output when it is not one.
+#[track_caller]
+pub fn parse_json(out: &CommandOutput) -> serde_json::Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{out}"))
+}
+
+/// A command's stdout as JSON Lines; panics with the whole output at a line that is not JSON.
+#[track_caller]
+pub fn parse_json_lines(out: &CommandOutput) -> Vec<serde_json::Value> {
+    out.stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("a line of stdout is not JSON: {e}\n{out}"))
+        })
+        .collect()
+}
+
+/// Runs an `xp` command to its end and captures what it did.
+pub fn output(cmd: &mut Command) -> CommandOutput {
+    let command = command_line(
+        cmd.get_program(),
+        cmd.get_args(),
+        cmd.get_envs(),
+        cmd.get_current_dir(),
+    );
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    CommandOutput::new(command, out)
+}
+
+/// Runs any other program (`kill`, `scancel`, `squeue` …) to its end and captures what it did.
+pub fn output_of(cmd: &mut std::process::Command) -> CommandOutput {
+    let command = command_line(
+        cmd.get_program(),
+        cmd.get_args(),
+        cmd.get_envs(),
+        cmd.get_current_dir(),
+    );
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    CommandOutput::new(command, out)
+}
+
+/// Waits for a spawned process (its stdout and stderr piped, or not captured) and captures
+/// what it did.
+pub fn output_of_child(child: Child, command: &str) -> CommandOutput {
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("cannot wait for {command}: {e}"));
+    CommandOutput::new(command.to_string(), out)
+}
+
+/// A command as a shell would spell it: the variables it sets (not `NO_COLOR`), the program's
+/// file name and its arguments, and the folder it runs in when that is not the repository.
+fn command_line<'a>(
+    program: &OsStr,
+    args: impl Iterator<Item = &'a OsStr>,
+    envs: impl Iterator<Item = (&'a OsStr, Option<&'a OsStr>)>,
+    dir: Option<&Path>,
+) -> String {
+    let mut words: Vec<String> = envs
+        .filter_map(|(k, v)| Some((k, v?)))
+        .filter(|(k, _)| *k != "NO_COLOR")
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), quoted(v)))
+        .collect();
+    words.push(quoted(Path::new(program).file_name().unwrap_or(program)));
+    words.extend(args.map(quoted));
+    let mut line = words.join(" ");
+    if let Some(dir) = dir.filter(|d| *d != repo()) {
+        line.push_str(&format!("    (in {})", dir.display()));
+    }
+    line
+}
+
+fn quoted(word: &OsStr) -> String {
+    let word = word.to_string_lossy();
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./=:,@%+".contains(c));
+    if plain {
+        word.into_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Insta settings that hide what differs between machines: the repository path,
@@ -152,23 +309,114 @@ pub fn metric_steps(db: &Path, run: i64, name: &str) -> Vec<i64> {
         .collect()
 }
 
-/// Waits until run-1 is running at step `step` or later; panics if the process ends first.
+/// A run's state as the store records it: the columns its lifecycle sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub status: String,
+    /// Why it failed, was cancelled or was interrupted.
+    pub error: Option<String>,
+    pub attempts: i64,
+    /// The step it reached.
+    pub step: i64,
+}
+
+/// A [`RunRow`] from the columns status, error, attempts and step.
+fn run_row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        status: r.get(0)?,
+        error: r.get(1)?,
+        attempts: r.get(2)?,
+        step: r.get(3)?,
+    })
+}
+
+fn read_run_row(db: &Path, id: i64) -> rusqlite::Result<RunRow> {
+    conn(db).query_row(
+        "SELECT status, error, attempts, step FROM runs WHERE id = ?1",
+        [id],
+        run_row_of,
+    )
+}
+
+/// Run `id`'s state; panics when the store has no such run.
+#[track_caller]
+pub fn run_row(db: &Path, id: i64) -> RunRow {
+    read_run_row(db, id).unwrap_or_else(|e| panic!("run-{id} in {}: {e}", db.display()))
+}
+
+/// Run `id`'s status (`queued`, `running`, `completed` …).
+#[track_caller]
+pub fn status_of(db: &Path, id: i64) -> String {
+    run_row(db, id).status
+}
+
+/// Run `id`'s status and how many times it was started.
+#[track_caller]
+pub fn status_and_attempts(db: &Path, id: i64) -> (String, i64) {
+    let row = run_row(db, id);
+    (row.status, row.attempts)
+}
+
+/// Every run's state, by id.
+pub fn run_rows(db: &Path) -> Vec<RunRow> {
+    conn(db)
+        .prepare("SELECT status, error, attempts, step FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], run_row_of)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Every run's status, by id.
+pub fn statuses(db: &Path) -> Vec<String> {
+    run_rows(db).into_iter().map(|r| r.status).collect()
+}
+
+/// Takes run `id` to `outcome` through the store's own lifecycle, as `xp run` does: this test
+/// process claims it (it must be queued, interrupted, failed or cancelled), then finishes it.
+#[track_caller]
+pub fn finish_run(db: &Path, id: i64, outcome: Outcome) {
+    let by = Claimant {
+        pid: std::process::id(),
+        host: xp::exec::host(),
+    };
+    let mut store = Store::open_existing(db).unwrap();
+    let claimed = store.claim(id, &by).unwrap();
+    assert!(
+        claimed.is_some(),
+        "run-{id} cannot be claimed: {:?}",
+        run_row(db, id)
+    );
+    store.finish(id, &by, &outcome).unwrap();
+}
+
+/// Waits until run-1 is running at step `step` or later; panics, with what the process wrote
+/// where it was piped, if it ends first.
 pub fn wait_for_step(db: &Path, child: &mut Child, step: i64) -> i64 {
     let start = Instant::now();
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("xp ended ({status}) before run-1 reached step {step}");
+        if child.try_wait().unwrap().is_some() {
+            let mut out = std::process::Output {
+                status: child.wait().unwrap(),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
+            if let Some(mut pipe) = child.stdout.take() {
+                pipe.read_to_end(&mut out.stdout).unwrap();
+            }
+            if let Some(mut pipe) = child.stderr.take() {
+                pipe.read_to_end(&mut out.stderr).unwrap();
+            }
+            let out = CommandOutput::new(format!("xp (process {})", child.id()), out);
+            panic!("xp ended before run-1 reached step {step}:\n{out}");
         }
         if db.exists() {
-            let now: Option<i64> = conn(db)
-                .query_row(
-                    "SELECT step FROM runs WHERE id = 1 AND status = 'running'",
-                    [],
-                    |r| r.get(0),
-                )
-                .ok();
-            if let Some(now) = now.filter(|s| *s >= step) {
-                return now;
+            let now = read_run_row(db, 1)
+                .ok()
+                .filter(|r| r.status == "running" && r.step >= step);
+            if let Some(now) = now {
+                return now.step;
             }
         }
         assert!(

@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{conn, integrity, metric_steps, metric_values, output, tiny_manifest, xp};
+use crate::common::{
+    CommandOutput, conn, integrity, metric_steps, metric_values, output, output_of, run_row,
+    status_and_attempts, statuses, tiny_manifest, xp,
+};
 
 /// `xp run MANIFEST --jobs 2` with `steps` steps a run.
-fn run_jobs_2(db: &Path, manifest: &Path, steps: u64) -> (i32, String, String) {
+fn run_jobs_2(db: &Path, manifest: &Path, steps: u64) -> CommandOutput {
     output(xp(db).arg("run").arg(manifest).args([
         "--jobs",
         "2",
@@ -22,11 +25,10 @@ fn jobs_2_trains_each_run_once_two_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = tiny_manifest(dir.path(), "[sweep.grid]\n\"train.seed\" = [1, 2, 3, 4]\n");
     let db = dir.path().join("runs.db");
-    let (code, stdout, stderr) = run_jobs_2(&db, &manifest, 200);
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    let run = run_jobs_2(&db, &manifest, 200).success();
     assert!(
-        stdout.contains("4 completed, 0 failed, 0 interrupted"),
-        "{stdout}"
+        run.stdout.contains("4 completed, 0 failed, 0 interrupted"),
+        "{run}"
     );
     let runs: Vec<(i64, String, i64, String, String, i64)> = conn(&db)
         .prepare("SELECT id, status, attempts, started_at, finished_at, pid FROM runs ORDER BY id")
@@ -84,8 +86,7 @@ fn jobs_start_the_other_workers_after_the_first_ones_first_step() {
         "[sweep.zip]\n\"train.batch_size\" = [96, 8]\n\"model.dim\" = [256, 32]\n",
     );
     let db = dir.path().join("runs.db");
-    let (code, stdout, stderr) = run_jobs_2(&db, &manifest, 6);
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    run_jobs_2(&db, &manifest, 6).success();
     let first_step_ms = metric_values(&db, 1, "step_ms")[0];
     assert_eq!(first_step_ms.0, 1);
     let (pids, gap_ms): (i64, f64) = conn(&db)
@@ -132,18 +133,14 @@ fn slurm_available(test: &str) -> bool {
 }
 
 /// Polls `xp status` (which syncs) until every run of the store has ended, or panics.
-fn wait_until_ended(db: &Path, runs: i64) {
+fn wait_until_ended(db: &Path, runs: usize) {
     let start = Instant::now();
     loop {
-        let (code, status, stderr) = output(xp(db).arg("status"));
-        assert_eq!(code, 0, "{stderr}");
-        let ended: i64 = conn(db)
-            .query_row(
-                "SELECT count(*) FROM runs WHERE status IN ('completed', 'failed', 'cancelled')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let status = output(xp(db).arg("status")).success();
+        let ended = statuses(db)
+            .iter()
+            .filter(|s| matches!(s.as_str(), "completed" | "failed" | "cancelled"))
+            .count();
         if ended == runs {
             return;
         }
@@ -159,8 +156,7 @@ fn wait_until_ended(db: &Path, runs: i64) {
 fn wait_for(db: &Path, condition: &str) {
     let start = Instant::now();
     loop {
-        let (code, _, stderr) = output(xp(db).arg("sync"));
-        assert_eq!(code, 0, "{stderr}");
+        output(xp(db).arg("sync")).success();
         let holds: bool = conn(db)
             .query_row(&format!("SELECT {condition}"), [], |r| r.get(0))
             .unwrap();
@@ -225,15 +221,15 @@ fn a_sweep_on_slurm_runs_at_most_two_tasks_at_once_and_syncs_every_step_once() {
     let manifest = tiny_manifest(dir.path(), "[sweep.grid]\n\"train.seed\" = [1, 2, 3]\n");
     let db = dir.path().join("runs.db");
     let shared = dir.path().join("shared");
-    let (code, stdout, stderr) = output(
+    let run = output(
         xp(&db)
             .arg("run")
             .arg(&manifest)
             .args(slurm_sets(&shared))
             .args(["--set", "train.steps=100"]),
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("3 runs submitted to Slurm"), "{stdout}");
+    )
+    .success();
+    assert!(run.stdout.contains("3 runs submitted to Slurm"), "{run}");
     let script = std::fs::read_dir(shared.join("jobs"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -244,14 +240,11 @@ fn a_sweep_on_slurm_runs_at_most_two_tasks_at_once_and_syncs_every_step_once() {
     wait_until_ended(&db, 3);
     let expected: Vec<i64> = std::iter::once(1).chain((1..=20).map(|i| i * 5)).collect();
     for id in 1..=3 {
-        let (status, attempts): (String, i64) = conn(&db)
-            .query_row(
-                "SELECT status, attempts FROM runs WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((status.as_str(), attempts), ("completed", 1), "run-{id}");
+        assert_eq!(
+            status_and_attempts(&db, id),
+            ("completed".into(), 1),
+            "run-{id}"
+        );
         assert_eq!(metric_steps(&db, id, "train_loss"), expected, "run-{id}");
     }
     // At most two at once: no moment has three runs between their start and their end.
@@ -269,13 +262,12 @@ fn a_sweep_on_slurm_runs_at_most_two_tasks_at_once_and_syncs_every_step_once() {
             .count();
         assert!(at_once <= 2, "{spans:?}");
     }
-    let (code, compare, stderr) = output(xp(&db).args(["compare", "run-1", "run-2", "run-3"]));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(compare.contains("train.seed"), "{compare}");
+    let compare = output(xp(&db).args(["compare", "run-1", "run-2", "run-3"])).success();
+    assert!(compare.stdout.contains("train.seed"), "{compare}");
     // A second sync changes nothing.
     let before = dump(&db);
-    let (code, out, _) = output(xp(&db).arg("sync"));
-    assert_eq!((code, out.as_str()), (0, "merged 0 journal entries\n"));
+    let sync = output(xp(&db).arg("sync")).success();
+    assert_eq!(sync.stdout, "merged 0 journal entries\n", "{sync}");
     assert_eq!(dump(&db), before);
     assert_eq!(integrity(&db), "ok");
 }
@@ -284,8 +276,7 @@ fn a_sweep_on_slurm_runs_at_most_two_tasks_at_once_and_syncs_every_step_once() {
 fn local_losses(manifest: &Path, sets: &[&str]) -> Vec<(i64, f64)> {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let (code, _, stderr) = output(xp(&db).arg("run").arg(manifest).args(sets));
-    assert_eq!(code, 0, "{stderr}");
+    output(xp(&db).arg("run").arg(manifest).args(sets)).success();
     metric_values(&db, 1, "train_loss")
 }
 
@@ -316,14 +307,14 @@ fn the_time_limit_signal_requeues_a_task_that_resumes_with_the_same_losses() {
     let expected = local_losses(&manifest, &LONG);
     let db = dir.path().join("runs.db");
     let shared = dir.path().join("shared");
-    let (code, stdout, stderr) = output(
+    output(
         xp(&db)
             .arg("run")
             .arg(&manifest)
             .args(slurm_sets(&shared))
             .args(LONG),
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    )
+    .success();
     wait_for(&db, "(SELECT count(*) FROM checkpoints) >= 1");
     let task: String = conn(&db)
         .query_row("SELECT slurm_job || '_' || slurm_task FROM runs", [], |r| {
@@ -331,18 +322,14 @@ fn the_time_limit_signal_requeues_a_task_that_resumes_with_the_same_losses() {
         })
         .unwrap();
     // What Slurm sends before a time limit (or a preemption), to the batch shell: xp.
-    let sent = Command::new("scancel")
-        .args(["--batch", "--signal=USR1", &task])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    output_of(Command::new("scancel").args(["--batch", "--signal=USR1", &task])).success();
     wait_until_ended(&db, 1);
-    let (status, attempts, step): (String, i64, i64) = conn(&db)
-        .query_row("SELECT status, attempts, step FROM runs", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
-    assert_eq!((status.as_str(), attempts, step), ("completed", 2, 600));
+    let row = run_row(&db, 1);
+    assert_eq!(
+        (row.status.as_str(), row.attempts, row.step),
+        ("completed", 2, 600),
+        "{row:?}"
+    );
     assert_eq!(metric_values(&db, 1, "train_loss"), expected);
     let log = std::fs::read_to_string(log_of(&shared)).unwrap();
     assert!(log.contains(&format!("{task} attempt 1 on flex")), "{log}");
@@ -373,8 +360,7 @@ fn a_killed_task_fails_after_sync_and_retry_failed_resubmits_it() {
                 .args(extra),
         )
     };
-    let (code, stdout, stderr) = run(&[]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    run(&[]).success();
     wait_for(
         &db,
         "(SELECT count(*) FROM runs WHERE status = 'running') = 1",
@@ -384,18 +370,11 @@ fn a_killed_task_fails_after_sync_and_retry_failed_resubmits_it() {
             r.get(0)
         })
         .unwrap();
-    let sent = Command::new("scancel")
-        .args(["-s", "KILL", &task])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    output_of(Command::new("scancel").args(["-s", "KILL", &task])).success();
     wait_until_ended(&db, 1);
-    let (status, error): (String, String) = conn(&db)
-        .query_row("SELECT status, error FROM runs", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    assert_eq!(status, "failed");
+    let row = run_row(&db, 1);
+    assert_eq!(row.status, "failed", "{row:?}");
+    let error = row.error.expect("a failed run records why");
     // Slurm may send SIGTERM before the KILL, which the task records as an interruption;
     // either way it left the queue without an outcome or a requeue.
     let ended = format!("Slurm task {task} ended without recording how (");
@@ -405,17 +384,11 @@ fn a_killed_task_fails_after_sync_and_retry_failed_resubmits_it() {
         error.starts_with(&ended) || error.starts_with(&interrupted),
         "{error}"
     );
-    let (code, stdout, stderr) = run(&["--retry-failed"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("re-queued 1 failed run"), "{stdout}");
-    assert!(stdout.contains("1 run submitted to Slurm"), "{stdout}");
+    let retry = run(&["--retry-failed"]).success();
+    assert!(retry.stdout.contains("re-queued 1 failed run"), "{retry}");
+    assert!(retry.stdout.contains("1 run submitted to Slurm"), "{retry}");
     wait_until_ended(&db, 1);
-    let (status, attempts): (String, i64) = conn(&db)
-        .query_row("SELECT status, attempts FROM runs", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    assert_eq!((status.as_str(), attempts), ("completed", 2));
+    assert_eq!(status_and_attempts(&db, 1), ("completed".into(), 2));
     assert_eq!(metric_steps(&db, 1, "train_loss").last(), Some(&600));
 }
 
@@ -428,43 +401,36 @@ fn cancel_stops_the_slurm_tasks_and_records_the_runs_as_cancelled() {
     let manifest = tiny_manifest(dir.path(), "[sweep.grid]\n\"train.seed\" = [1, 2]\n");
     let db = dir.path().join("runs.db");
     let shared = dir.path().join("shared");
-    let (code, stdout, stderr) = output(
+    output(
         xp(&db)
             .arg("run")
             .arg(&manifest)
             .args(slurm_sets(&shared))
             .args(["--set", "train.steps=20000"]),
+    )
+    .success();
+    let cancel = output(xp(&db).args(["cancel", "--experiment", "tiny"])).success();
+    assert_eq!(
+        cancel.stdout, "run-1: cancelled\nrun-2: cancelled\n",
+        "{cancel}"
     );
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let (code, out, stderr) = output(xp(&db).args(["cancel", "--experiment", "tiny"]));
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(out, "run-1: cancelled\nrun-2: cancelled\n");
     let jobs: String = conn(&db)
         .query_row("SELECT slurm_job FROM runs WHERE id = 1", [], |r| r.get(0))
         .unwrap();
     let start = Instant::now();
     loop {
-        let q = Command::new("squeue")
-            .args(["-h", "-j", &jobs])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+        // Its exit code is not checked (as before): squeue may refuse the id of a job that
+        // Slurm no longer knows, which has left the queue too.
+        let q = output_of(Command::new("squeue").args(["-h", "-j", &jobs]));
+        if q.stdout.trim().is_empty() {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "tasks still queued"
+            "tasks still queued:\n{q}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (code, _, _) = output(xp(&db).arg("status"));
-    assert_eq!(code, 0);
-    let statuses: Vec<String> = conn(&db)
-        .prepare("SELECT status FROM runs ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(statuses, ["cancelled", "cancelled"]);
+    output(xp(&db).arg("status")).success();
+    assert_eq!(statuses(&db), ["cancelled", "cancelled"]);
 }

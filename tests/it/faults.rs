@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 
 use crate::common::{
-    conn, integrity, metric_steps, metric_values, output, tiny_manifest, wait_for_step, xp,
-    xp_process,
+    conn, integrity, metric_steps, metric_values, output, output_of, run_row, run_rows, status_of,
+    tiny_manifest, wait_for_step, xp, xp_process,
 };
 
 /// The names of a store's own files beside `runs.db`: the only things xp may create.
@@ -65,16 +65,6 @@ fn partials(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-fn state(db: &Path, id: i64) -> (String, Option<String>, i64) {
-    conn(db)
-        .query_row(
-            "SELECT status, error, attempts FROM runs WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap()
 }
 
 /// A seed from `var`, or a fresh one, printed first so a failure can be replayed.
@@ -166,17 +156,18 @@ fn a_full_disk_under_sqlite_fails_the_run_with_its_cause_and_loses_nothing_recor
         "train.eval_every=300",
     ];
     let run = |extra: &[&str]| output(xp(&db).arg("run").arg(&manifest).args(sets).args(extra));
-    assert_eq!(run(&["--queue-only"]).0, 0);
+    run(&["--queue-only"]).success();
     // Room for the store's reserve (1 MiB) and a few dozen of the writer's transactions.
     disk.fill_leaving((1 << 20) + (96 << 10));
-    let (code, stdout, stderr) = run(&[]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    let failed = run(&[]).code(1);
     assert!(
-        stdout.contains("0 completed, 1 failed, 0 interrupted"),
-        "{stdout}"
+        failed
+            .stdout
+            .contains("0 completed, 1 failed, 0 interrupted"),
+        "{failed}"
     );
-    let (status, error, _) = state(&db, 1);
-    let error = error.unwrap();
+    let row = run_row(&db, 1);
+    let (status, error) = (row.status, row.error.unwrap());
     let step: u64 = error
         .strip_prefix("disk full while writing metrics at step ")
         .and_then(|s| s.parse().ok())
@@ -191,9 +182,8 @@ fn a_full_disk_under_sqlite_fails_the_run_with_its_cause_and_loses_nothing_recor
     assert!(recorded.len() as u64 <= step, "{recorded:?} {step}");
 
     disk.empty();
-    let (code, stdout, stderr) = run(&["--retry-failed"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert_eq!(state(&db, 1).0, "completed");
+    run(&["--retry-failed"]).success();
+    assert_eq!(status_of(&db, 1), "completed");
     assert_eq!(
         metric_steps(&db, 1, "train_loss"),
         (1..=300).collect::<Vec<_>>()
@@ -210,16 +200,12 @@ fn a_full_disk_under_a_checkpoint_fails_the_run_and_leaves_no_partial_folder() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = tiny_manifest(dir.path(), "");
     let db = disk.path().join("runs.db");
-    assert_eq!(
-        output(xp(&db).arg("run").arg(&manifest).arg("--queue-only")).0,
-        0
-    );
+    output(xp(&db).arg("run").arg(&manifest).arg("--queue-only")).success();
     // The store's reserve and its metrics fit; a checkpoint (about 330 kB) does not.
     disk.fill_leaving((1 << 20) + (200 << 10));
-    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&manifest));
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    let (status, error, _) = state(&db, 1);
-    let error = error.unwrap();
+    output(xp(&db).arg("run").arg(&manifest)).code(1);
+    let row = run_row(&db, 1);
+    let (status, error) = (row.status, row.error.unwrap());
     assert_eq!(status, "failed");
     let folder = disk.path().join("runs.db-checkpoints/run-1");
     assert!(
@@ -234,9 +220,8 @@ fn a_full_disk_under_a_checkpoint_fails_the_run_and_leaves_no_partial_folder() {
     assert_eq!(metric_steps(&db, 1, "train_loss"), [1, 5, 10, 15, 20]);
 
     disk.empty();
-    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&manifest).arg("--retry-failed"));
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert_eq!(state(&db, 1).0, "completed");
+    output(xp(&db).arg("run").arg(&manifest).arg("--retry-failed")).success();
+    assert_eq!(status_of(&db, 1), "completed");
 }
 
 /// The tiny run the kill tests interrupt: 40 steps, a checkpoint every 10.
@@ -268,8 +253,7 @@ fn sigkill_at_twenty_random_points_then_xp_run_records_every_step_once_with_the_
     let manifest = tiny_manifest(reference.path(), "");
     let db = reference.path().join("runs.db");
     let started = Instant::now();
-    let (code, _, stderr) = output(xp(&db).arg("run").arg(&manifest).args(KILLED));
-    assert_eq!(code, 0, "{stderr}");
+    output(xp(&db).arg("run").arg(&manifest).args(KILLED)).success();
     let whole = started.elapsed();
     let expected = losses(&db);
     assert_eq!(expected.0.len(), 9);
@@ -292,12 +276,12 @@ fn sigkill_at_twenty_random_points_then_xp_run_records_every_step_once_with_the_
         let _ = child.kill(); // SIGKILL: no chance to clean up
         child.wait().unwrap();
 
-        let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&manifest).args(KILLED));
         let at = format!("point {point} (killed after {delay:?} of {whole:?})");
-        assert_eq!(code, 0, "{at}: {stdout}{stderr}");
+        let out = output(xp(&db).arg("run").arg(&manifest).args(KILLED));
+        assert_eq!(out.status, 0, "{at}:\n{out}");
         assert_eq!(integrity(&db), "ok", "{at}");
-        assert_eq!(state(&db, 1).0, "completed", "{at}");
-        assert_eq!(losses(&db), expected, "{at}: {stderr}");
+        assert_eq!(status_of(&db, 1), "completed", "{at}");
+        assert_eq!(losses(&db), expected, "{at}:\n{out}");
         assert_eq!(partials(dir.path()), Vec::<PathBuf>::new(), "{at}");
         assert_eq!(outside_files(dir.path(), "runs.db"), before, "{at}");
     }
@@ -318,8 +302,9 @@ fn closed_or_broken_stdout_and_stderr_never_change_how_a_run_ends() {
         .unwrap();
     drop(child.stdout.take());
     drop(child.stderr.take());
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert_eq!(state(&db, 1).0, "completed");
+    // Nothing it wrote can be read: the store says how it ended.
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{:?}", run_rows(&db));
+    assert_eq!(status_of(&db, 1), "completed");
     // Descriptors closed outright.
     let closed = Command::new("sh")
         .arg("-c")
@@ -330,9 +315,14 @@ fn closed_or_broken_stdout_and_stderr_never_change_how_a_run_ends() {
         .env("NO_COLOR", "1")
         .status()
         .unwrap();
-    assert_eq!(closed.code(), Some(0));
+    assert_eq!(closed.code(), Some(0), "{:?}", run_rows(&db));
     for id in 1..=4 {
-        assert_eq!(state(&db, id), ("completed".into(), None, 1), "run-{id}");
+        let row = run_row(&db, id);
+        assert_eq!(
+            (row.status.as_str(), row.error.as_deref(), row.attempts),
+            ("completed", None, 1),
+            "run-{id}"
+        );
     }
     assert_eq!(integrity(&db), "ok");
 }
@@ -349,8 +339,7 @@ fn two_stores_in_one_folder_keep_their_checkpoints_apart() {
     ];
     for name in ["a.db", "b.db"] {
         let db = dir.path().join(name);
-        let (code, _, stderr) = output(xp(&db).arg("run").arg(&manifest).args(sets));
-        assert_eq!(code, 0, "{stderr}");
+        output(xp(&db).arg("run").arg(&manifest).args(sets)).success();
     }
     for name in ["a.db", "b.db"] {
         let db = dir.path().join(name);
@@ -360,9 +349,9 @@ fn two_stores_in_one_folder_keep_their_checkpoints_apart() {
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
         assert_eq!(kept, ["step-0000040"], "{name}");
-        let (code, text, stderr) = output(xp(&db).args(["sample", "run-1", "--tokens", "5"]));
-        assert_eq!(code, 0, "{name}: {stderr}");
-        assert!(!text.is_empty());
+        let sample = output(xp(&db).args(["sample", "run-1", "--tokens", "5"]));
+        assert_eq!(sample.status, 0, "{name}:\n{sample}");
+        assert!(!sample.stdout.is_empty(), "{name}:\n{sample}");
     }
     assert!(!dir.path().join("checkpoints").exists());
 }
@@ -391,31 +380,32 @@ fn resume_from_another_directory_goes_on_from_the_checkpoint() {
         .unwrap();
     let db = dir.path().join("store/runs.db");
     wait_for_step(&db, &mut child, 150);
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    assert_eq!(child.wait().unwrap().code(), Some(130));
-    let (status, _, _) = state(&db, 1);
-    assert_eq!(status, "interrupted");
-    let stopped: i64 = conn(&db)
-        .query_row("SELECT step FROM runs WHERE id = 1", [], |r| r.get(0))
-        .unwrap();
+    output_of(Command::new("kill").args(["-INT", &child.id().to_string()])).success();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(130),
+        "{:?}",
+        run_row(&db, 1)
+    );
+    let row = run_row(&db, 1);
+    assert_eq!(row.status, "interrupted", "{row:?}");
+    let stopped = row.step;
     let kept: Vec<(i64, f64)> = metric_values(&db, 1, "train_loss");
 
     // From somewhere else entirely, with a --db relative to there.
     let elsewhere = dir.path().join("store/deeper/still");
     std::fs::create_dir_all(&elsewhere).unwrap();
-    let (code, stdout, stderr) = output(
+    let resumed = output(
         xp(Path::new("../../runs.db"))
             .current_dir(&elsewhere)
             .args(["resume", "run-1"]),
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    )
+    .success();
     assert!(
-        stderr.contains(&format!("(attempt 2, resuming from step {stopped})")),
-        "{stderr}"
+        resumed
+            .stderr
+            .contains(&format!("(attempt 2, resuming from step {stopped})")),
+        "{resumed}"
     );
     let after = metric_values(&db, 1, "train_loss");
     let before_stop: Vec<(i64, f64)> = after.iter().copied().filter(|m| m.0 <= stopped).collect();
@@ -474,8 +464,7 @@ fn long_reference() -> (Curve, Curve) {
     let dir = tempfile::tempdir().unwrap();
     let manifest = tiny_manifest(dir.path(), "");
     let db = dir.path().join("runs.db");
-    let (code, _, stderr) = output(xp(&db).arg("run").arg(&manifest).args(LONG));
-    assert_eq!(code, 0, "{stderr}");
+    output(xp(&db).arg("run").arg(&manifest).args(LONG)).success();
     losses(&db)
 }
 
@@ -530,28 +519,30 @@ fn a_flipped_byte_in_any_checkpoint_file_is_named_and_resume_falls_back_to_one_t
             &recorded[..12]
         );
         // Sampling from it refuses, naming the file.
-        let (code, _, stderr) =
+        let sample =
             output(xp(&db).args(["sample", "run-1", "--checkpoint", &newest.0.to_string()]));
+        assert_eq!(sample.status, 1, "{file}:\n{sample}");
         assert_eq!(
-            (code, stderr.as_str()),
-            (1, format!("error: run-1: {named}\n").as_str())
+            sample.stderr,
+            format!("error: run-1: {named}\n"),
+            "{file}:\n{sample}"
         );
         // Resuming passes over it to the newest that verifies, and ends as if never stopped.
-        let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&manifest).args(LONG));
-        assert_eq!(code, 0, "{file}: {stdout}{stderr}");
+        let run = output(xp(&db).arg("run").arg(&manifest).args(LONG));
+        assert_eq!(run.status, 0, "{file}:\n{run}");
         assert!(
-            stderr.contains(&format!(
+            run.stderr.contains(&format!(
                 "run-1: checkpoint at step {} cannot be used: {named}\n",
                 newest.0
             )),
-            "{file}: {stderr}"
+            "{file}:\n{run}"
         );
         assert!(
-            stderr.contains(&format!(
+            run.stderr.contains(&format!(
                 "(attempt 2, resuming from step {})",
                 newest.0 - 100
             )),
-            "{file}: {stderr}"
+            "{file}:\n{run}"
         );
         assert_eq!(losses(&db), expected, "{file}");
         assert_eq!(integrity(&db), "ok");
@@ -578,11 +569,11 @@ fn a_truncated_write_ahead_log_loses_only_unfinished_work() {
             .open(&wal)
             .and_then(|f| f.set_len(keep))
             .unwrap_or_else(|e| panic!("cut {cut}: {e}"));
-        let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&manifest).args(LONG));
         let at = format!("cut {cut}: WAL of {len} bytes cut to {keep}");
-        assert_eq!(code, 0, "{at}: {stdout}{stderr}");
+        let run = output(xp(&db).arg("run").arg(&manifest).args(LONG));
+        assert_eq!(run.status, 0, "{at}:\n{run}");
         assert_eq!(integrity(&db), "ok", "{at}");
-        assert_eq!(state(&db, 1).0, "completed", "{at}");
+        assert_eq!(status_of(&db, 1), "completed", "{at}");
         assert_eq!(losses(&db), expected, "{at}");
     }
 }
@@ -598,17 +589,14 @@ fn retention_deletes_nothing_outside_the_stores_checkpoint_folder_whatever_the_d
         "--set",
         "train.keep_best=false",
     ];
-    assert_eq!(
-        output(
-            xp(&db)
-                .arg("run")
-                .arg(&manifest)
-                .args(sets)
-                .arg("--queue-only")
-        )
-        .0,
-        0
-    );
+    output(
+        xp(&db)
+            .arg("run")
+            .arg(&manifest)
+            .args(sets)
+            .arg("--queue-only"),
+    )
+    .success();
     // Folders a damaged or foreign runs.db could name: elsewhere on the disk, relative to
     // the store's folder, and beside it with a checkpoint's name.
     let victim = tempfile::tempdir().unwrap();
@@ -635,8 +623,7 @@ fn retention_deletes_nothing_outside_the_stores_checkpoint_folder_whatever_the_d
             )
             .unwrap();
     }
-    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&manifest).args(sets));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    output(xp(&db).arg("run").arg(&manifest).args(sets)).success();
     for t in &targets {
         assert_eq!(
             std::fs::read_to_string(t.join("precious.txt")).unwrap(),
@@ -660,10 +647,7 @@ fn input_that_used_to_crash_is_refused_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = tiny_manifest(dir.path(), "");
     let db = dir.path().join("runs.db");
-    assert_eq!(
-        output(xp(&db).arg("run").arg(&manifest).arg("--queue-only")).0,
-        0
-    );
+    output(xp(&db).arg("run").arg(&manifest).arg("--queue-only")).success();
     let limit = "the expression nests deeper than 256 levels (parentheses, `not`, `-` and each \
                  chained operator add one)";
     // Deep nesting overflowed the stack (exit 134); 1,200 `not`s reached SQLite's limit (1).
@@ -671,11 +655,12 @@ fn input_that_used_to_crash_is_refused_with_exit_2() {
         (format!("{}x = 1", "(".repeat(100_000)), 257),
         (format!("{}status = 'queued'", "not ".repeat(1_200)), 1025),
     ] {
-        let (code, out, stderr) = output(xp(&db).args(["runs", "--where", &text]));
-        assert_eq!((code, out.as_str()), (2, ""));
+        let refused = output(xp(&db).args(["runs", "--where", &text])).code(2);
+        assert_eq!(refused.stdout, "", "{refused}");
         assert_eq!(
-            stderr.lines().next(),
-            Some(format!("error: --where: column {column}: {limit}").as_str())
+            refused.stderr.lines().next(),
+            Some(format!("error: --where: column {column}: {limit}").as_str()),
+            "{refused}"
         );
     }
     let deep = dir.path().join("deep.toml");
@@ -688,17 +673,16 @@ fn input_that_used_to_crash_is_refused_with_exit_2() {
         ),
     )
     .unwrap();
-    let (code, _, stderr) = output(xp(&db).arg("validate").arg(&deep));
-    assert_eq!(code, 2, "{stderr}");
+    let refused = output(xp(&db).arg("validate").arg(&deep)).code(2);
     // The diagnostic as rendered for a person (wrapped at 100 columns), pointing into the file.
     assert!(
-        stderr.starts_with(
+        refused.stderr.starts_with(
             "  × cannot parse `sweep.where`: the expression nests deeper than 256 levels \
              (parentheses, `not`,\n  │ `-` and each chained operator add one)\n"
         ),
-        "{stderr}"
+        "{refused}"
     );
-    assert!(stderr.contains("deep.toml:24:1034]"), "{stderr}");
+    assert!(refused.stderr.contains("deep.toml:24:1034]"), "{refused}");
 
     for (args, expected) in [
         (
@@ -712,9 +696,12 @@ fn input_that_used_to_crash_is_refused_with_exit_2() {
              from 0.2 to 3600",
         ),
     ] {
-        let (code, _, stderr) = output(xp(&db).args(&args));
-        assert_eq!(code, 2, "{args:?}");
-        assert_eq!(stderr.lines().next(), Some(expected), "{args:?}");
+        let refused = output(xp(&db).args(&args)).code(2);
+        assert_eq!(
+            refused.stderr.lines().next(),
+            Some(expected),
+            "{args:?}:\n{refused}"
+        );
     }
 
     // Stores this xp cannot use: refused with exit 2 and left as they were.
@@ -744,8 +731,8 @@ fn input_that_used_to_crash_is_refused_with_exit_2() {
         ),
     ] {
         let before = std::fs::read(path).unwrap();
-        let (code, _, stderr) = output(xp(path).arg("status"));
-        assert_eq!((code, stderr), (2, expected));
+        let refused = output(xp(path).arg("status")).code(2);
+        assert_eq!(refused.stderr, expected, "{refused}");
         assert_eq!(std::fs::read(path).unwrap(), before);
     }
 }
@@ -760,40 +747,30 @@ fn a_disk_without_room_for_the_reserve_starts_no_run_and_says_how_much_is_needed
     let manifest = tiny_manifest(dir.path(), "");
     let db = disk.path().join("runs.db");
     let run = || output(xp(&db).arg("run").arg(&manifest));
-    assert_eq!(
-        output(xp(&db).arg("run").arg(&manifest).arg("--queue-only")).0,
-        0
-    );
+    output(xp(&db).arg("run").arg(&manifest).arg("--queue-only")).success();
     // Room for the store's own writes, not for its 1 MiB reserve.
     disk.fill_leaving(320 << 10);
-    let (code, stdout, stderr) = run();
+    let refused = run().code(1);
+    let stderr = refused.stderr.clone();
     // The free room varies by a page or two with the filesystem's own bookkeeping.
     let stderr = match (stderr.find("disk has "), stderr.find(" KiB free.")) {
         (Some(a), Some(b)) if a < b => format!("{}[SIZE]{}", &stderr[..a + 9], &stderr[b + 4..]),
         _ => stderr,
     };
     assert_eq!(
-        (
-            code,
-            stderr.replace(&disk.path().display().to_string(), "[DISK]")
-        ),
-        (
-            1,
-            "error: cannot keep 1 MiB in reserve beside the run store: writing \
+        stderr.replace(&disk.path().display().to_string(), "[DISK]"),
+        "error: cannot keep 1 MiB in reserve beside the run store: writing \
              [DISK]/runs.db-reserve failed (No space left on device (os error 28)), and the \
              disk has [SIZE] free. Without the reserve, a run that fills the disk would die \
              with its end recorded nowhere, so no run was started: free at least that much \
-             there\n"
-                .to_string()
-        ),
-        "{stdout}"
+             there\n",
+        "{refused}"
     );
-    assert_eq!(state(&db, 1).0, "queued");
+    assert_eq!(status_of(&db, 1), "queued");
     assert!(!disk.path().join("runs.db-reserve").exists());
     assert_eq!(integrity(&db), "ok");
     // With room again, the same command trains the run.
     disk.empty();
-    let (code, stdout, stderr) = run();
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert_eq!(state(&db, 1).0, "completed");
+    run().success();
+    assert_eq!(status_of(&db, 1), "completed");
 }

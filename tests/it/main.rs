@@ -6,6 +6,7 @@ mod executors;
 mod faults;
 mod fuzz_manifests;
 mod imports;
+mod layout;
 mod manifests;
 mod queue;
 mod reports;

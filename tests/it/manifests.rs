@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{output, repo, settings, xp};
+use crate::common::{output, parse_json, repo, settings, xp};
 
 fn tomls(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
@@ -43,8 +43,8 @@ fn committed_schema_is_current() {
         "schemas/experiment.schema.json is stale: regenerate it with `cargo run -- schema > schemas/experiment.schema.json`"
     );
     let db = tempfile::tempdir().unwrap();
-    let (code, stdout, _) = output(xp(&db.path().join("runs.db")).arg("schema"));
-    assert_eq!((code, stdout), (0, committed));
+    let schema = output(xp(&db.path().join("runs.db")).arg("schema")).success();
+    assert!(schema.stdout == committed, "{schema}");
 }
 
 #[test]
@@ -88,9 +88,7 @@ fn shipped_manifests_carry_the_schema_header_and_validate() {
             "{} lacks the #:schema header",
             relative(&path)
         );
-        let (code, stdout, stderr) =
-            output(xp(&db.path().join("runs.db")).args(["validate", &relative(&path)]));
-        assert_eq!(code, 0, "{stdout}{stderr}");
+        output(xp(&db.path().join("runs.db")).args(["validate", &relative(&path)])).success();
     }
 }
 
@@ -101,10 +99,10 @@ fn every_invalid_manifest_renders_all_its_problems() {
     let db = tempfile::tempdir().unwrap();
     for path in invalid {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let (code, stdout, stderr) =
-            output(xp(&db.path().join("runs.db")).args(["validate", &relative(&path)]));
-        assert_eq!(code, 2, "{name}: exit code");
-        assert!(stdout.is_empty(), "{name}: nothing on stdout");
+        let out = output(xp(&db.path().join("runs.db")).args(["validate", &relative(&path)]));
+        assert_eq!(out.status, 2, "{name}: exit code\n{out}");
+        assert!(out.stdout.is_empty(), "{name}: nothing on stdout\n{out}");
+        let stderr = out.stderr;
         settings(None).bind(|| insta::assert_snapshot!(format!("invalid_{name}"), stderr));
     }
     assert!(
@@ -118,14 +116,14 @@ fn valid_manifests_validate() {
     let db = tempfile::tempdir().unwrap();
     let mut lines = String::new();
     for path in tomls("tests/manifests/valid") {
-        let (code, stdout, stderr) = output(xp(&db.path().join("runs.db")).args([
+        let out = output(xp(&db.path().join("runs.db")).args([
             "validate",
             &relative(&path),
             "--set",
             "hardware.profile=apple-m4-24gb",
-        ]));
-        assert_eq!(code, 0, "{}: {stderr}", relative(&path));
-        lines.push_str(&stdout);
+        ]))
+        .success();
+        lines.push_str(&out.stdout);
     }
     insta::assert_snapshot!(lines);
 }
@@ -133,14 +131,14 @@ fn valid_manifests_validate() {
 #[test]
 fn gating_sweep_plans_every_gated_unit() {
     let db = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = output(xp(&db.path().join("runs.db")).args([
+    let out = output(xp(&db.path().join("runs.db")).args([
         "plan",
         "experiments/gating_sweep.toml",
         "--format",
         "json",
-    ]));
-    assert_eq!(code, 0, "{stderr}");
-    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    ]))
+    .success();
+    let plan = parse_json(&out);
     let runs = plan["runs"].as_array().unwrap();
     assert!(runs.len() >= 10);
     let mut units: Vec<&str> = runs
@@ -166,32 +164,35 @@ fn gating_sweep_plans_every_gated_unit() {
 #[test]
 fn plan_table_shows_only_varying_columns_and_totals() {
     let db = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = output(xp(&db.path().join("runs.db")).args([
+    let stdout = output(xp(&db.path().join("runs.db")).args([
         "plan",
         "tests/manifests/valid/sweeps.toml",
         "--set",
         "hardware.profile=apple-m4-24gb",
-    ]));
-    assert_eq!(code, 0, "{stderr}");
+    ]))
+    .success()
+    .stdout;
     insta::assert_snapshot!(stdout);
-    let (_, csv, _) = output(xp(&db.path().join("runs.db")).args([
+    let csv = output(xp(&db.path().join("runs.db")).args([
         "plan",
         "tests/manifests/valid/sweeps.toml",
         "--set",
         "hardware.profile=apple-m4-24gb",
         "--format",
         "csv",
-    ]));
+    ]))
+    .success();
     assert_eq!(
-        csv.lines().count(),
-        stdout.lines().filter(|l| l.starts_with("│")).count()
+        csv.stdout.lines().count(),
+        stdout.lines().filter(|l| l.starts_with("│")).count(),
+        "{csv}"
     );
 }
 
 #[test]
 fn explain_names_the_layer_of_each_value() {
     let db = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = output(
+    let out = output(
         xp(&db.path().join("runs.db"))
             .env("XP_TRAIN__STEPS", "70")
             .env("XP_TRAIN__SEED", "5")
@@ -218,9 +219,10 @@ fn explain_names_the_layer_of_each_value() {
                 "--explain",
                 "model.ffn.unit",
             ]),
-    );
-    assert_eq!(code, 0, "{stderr}");
-    let explained: String = stdout
+    )
+    .success();
+    let explained: String = out
+        .stdout
         .lines()
         .skip_while(|l| !l.starts_with("train.seed"))
         .map(|l| format!("{l}\n"))
@@ -231,7 +233,7 @@ fn explain_names_the_layer_of_each_value() {
 #[test]
 fn bad_overrides_are_reported_with_their_origin() {
     let db = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = output(
+    let stderr = output(
         xp(&db.path().join("runs.db"))
             .env("XP_MODEL__LAYRS", "3")
             .args([
@@ -244,8 +246,9 @@ fn bad_overrides_are_reported_with_their_origin() {
                 "--set",
                 "oops",
             ]),
-    );
-    assert_eq!(code, 2);
+    )
+    .code(2)
+    .stderr;
     insta::assert_snapshot!(stderr);
 }
 
@@ -259,13 +262,13 @@ fn content_keys_ignore_key_order_and_number_spelling() {
     for (name, text) in [("a.toml", a), ("b.toml", b), ("c.toml", c)] {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
-        let (code, stdout, stderr) = output(
+        let out = output(
             xp(&dir.path().join("runs.db"))
                 .args(["plan", "--format", "json"])
                 .arg(&path),
-        );
-        assert_eq!(code, 0, "{stderr}");
-        let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        )
+        .success();
+        let plan = parse_json(&out);
         keys.push(plan["runs"][0]["key"].as_str().unwrap().to_string());
     }
     assert_eq!(keys[0], keys[1]);
@@ -275,19 +278,18 @@ fn content_keys_ignore_key_order_and_number_spelling() {
 #[test]
 fn unreadable_manifest_is_bad_input() {
     let db = tempfile::tempdir().unwrap();
-    let (code, _, stderr) =
-        output(xp(&db.path().join("runs.db")).args(["validate", "experiments/nope.toml"]));
-    assert_eq!(code, 2);
+    let missing =
+        output(xp(&db.path().join("runs.db")).args(["validate", "experiments/nope.toml"])).code(2);
     assert_eq!(
-        stderr,
-        "error: cannot read manifest experiments/nope.toml: No such file or directory (os error 2)\n"
+        missing.stderr,
+        "error: cannot read manifest experiments/nope.toml: No such file or directory (os error 2)\n",
+        "{missing}"
     );
     let bytes = db.path().join("bytes.toml");
     std::fs::write(&bytes, b"[model]\nlayers = 4\n\xff\xfe = 1\n").unwrap();
-    let (code, _, stderr) = output(xp(&db.path().join("runs.db")).arg("validate").arg(&bytes));
-    assert_eq!(code, 2);
+    let invalid = output(xp(&db.path().join("runs.db")).arg("validate").arg(&bytes)).code(2);
     assert!(
-        stderr.contains("the manifest is not valid UTF-8"),
-        "{stderr}"
+        invalid.stderr.contains("the manifest is not valid UTF-8"),
+        "{invalid}"
     );
 }

@@ -5,18 +5,9 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 
 use crate::common::{
-    conn, integrity, metric_steps, output, tiny_manifest, wait_for_step, xp, xp_process,
+    conn, integrity, metric_steps, output, output_of, output_of_child, status_and_attempts,
+    status_of, tiny_manifest, wait_for_step, xp, xp_process,
 };
-
-fn status_and_attempts(db: &Path, id: i64) -> (String, i64) {
-    conn(db)
-        .query_row(
-            "SELECT status, attempts FROM runs WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
-}
 
 const LONG: &str = "[experiment]\nname = \"long\"\n";
 const SETS: [&str; 8] = [
@@ -56,23 +47,23 @@ fn a_killed_run_is_resumed_with_every_step_recorded_once() {
     assert_eq!(status_and_attempts(&db, 1), ("running".into(), 1));
 
     // `xp status` sees at once that the process is gone.
-    let (code, status, _) = output(xp(&db).arg("status"));
-    assert_eq!(code, 0);
-    assert!(status.contains("orphaned: its process"), "{status}");
+    let status = output(xp(&db).arg("status")).success();
+    assert!(status.stdout.contains("orphaned: its process"), "{status}");
 
-    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&path).args(SETS));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    let run = output(xp(&db).arg("run").arg(&path).args(SETS)).success();
     assert!(
-        stderr.contains("run-1 was left running: interrupted at step"),
-        "{stderr}"
+        run.stderr
+            .contains("run-1 was left running: interrupted at step"),
+        "{run}"
     );
     assert!(
-        stderr.contains("(attempt 2, resuming from step "),
-        "{stderr}"
+        run.stderr.contains("(attempt 2, resuming from step "),
+        "{run}"
     );
     assert!(
-        stdout.contains("1 completed, 0 failed, 0 interrupted (1 orphaned"),
-        "{stdout}"
+        run.stdout
+            .contains("1 completed, 0 failed, 0 interrupted (1 orphaned"),
+        "{run}"
     );
     assert_eq!(status_and_attempts(&db, 1), ("completed".into(), 2));
     assert_eq!(
@@ -101,20 +92,13 @@ fn ctrl_c_checkpoints_marks_interrupted_and_exits_130_then_resume_finishes() {
         vec!["compare", "run-1", "run-1"],
         vec!["export", "metrics"],
     ] {
-        let (code, _, stderr) = output(xp(&db).args(&args));
-        assert_eq!((code, stderr.as_str()), (0, ""), "{args:?}");
+        let read = output(xp(&db).args(&args)).success();
+        assert_eq!(read.stderr, "", "{args:?}:\n{read}");
     }
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("stopping after this step"), "{stderr}");
-    let (status, _) = status_and_attempts(&db, 1);
-    assert_eq!(status, "interrupted");
+    output_of(std::process::Command::new("kill").args(["-INT", &child.id().to_string()])).success();
+    let out = output_of_child(child, "xp run (the long run)").code(130);
+    assert!(out.stderr.contains("stopping after this step"), "{out}");
+    assert_eq!(status_of(&db, 1), "interrupted");
     let (stopped_at, newest): (i64, i64) = conn(&db)
         .query_row(
             "SELECT r.step, (SELECT max(step) FROM checkpoints WHERE run_id = 1) FROM runs r WHERE id = 1",
@@ -128,17 +112,15 @@ fn ctrl_c_checkpoints_marks_interrupted_and_exits_130_then_resume_finishes() {
         "a checkpoint is written where the run stopped"
     );
 
-    let (code, stdout, stderr) = output(xp(&db).args(["resume", "run-1"]));
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert_eq!(stdout.trim(), "run-1: completed");
+    let resumed = output(xp(&db).args(["resume", "run-1"])).success();
+    assert_eq!(resumed.stdout.trim(), "run-1: completed", "{resumed}");
     assert_eq!(metric_steps(&db, 1, "train_loss").len(), 121);
     assert_eq!(integrity(&db), "ok");
 
-    let (code, _, stderr) = output(xp(&db).args(["resume", "run-1"]));
-    assert_eq!(code, 2);
+    let again = output(xp(&db).args(["resume", "run-1"])).code(2);
     assert_eq!(
-        stderr,
-        "error: run-1 is already completed; nothing to resume\n"
+        again.stderr, "error: run-1 is already completed; nothing to resume\n",
+        "{again}"
     );
 }
 
@@ -151,8 +133,7 @@ fn two_processes_share_a_queue_without_running_anything_twice() {
     );
     let db = dir.path().join("runs.db");
     // Create the store first so that both processes find the same schema.
-    let (code, _, _) = output(xp(&db).arg("run").arg(&path).arg("--queue-only"));
-    assert_eq!(code, 0);
+    output(xp(&db).arg("run").arg(&path).arg("--queue-only")).success();
     let spawn = || {
         xp_process(&db)
             .arg("run")
@@ -164,13 +145,11 @@ fn two_processes_share_a_queue_without_running_anything_twice() {
     };
     let (a, b) = (spawn(), spawn());
     let mut started: Vec<String> = Vec::new();
-    for child in [a, b] {
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(0), "{stderr}");
-        assert!(!stderr.contains("locked"), "{stderr}");
+    for (child, name) in [(a, "xp run (a)"), (b, "xp run (b)")] {
+        let out = output_of_child(child, name).success();
+        assert!(!out.stderr.contains("locked"), "{out}");
         started.extend(
-            stderr
+            out.stderr
                 .lines()
                 .filter(|l| l.contains(" started on "))
                 .filter_map(|l| l.split_whitespace().nth(1).map(String::from)),
@@ -197,20 +176,19 @@ fn fail_fast_stops_the_queue_and_retry_failed_requeues() {
     let db = dir.path().join("runs.db");
     // A file where the checkpoint folder goes: the first checkpoint fails, like a full disk.
     std::fs::write(dir.path().join("runs.db-checkpoints"), "in the way").unwrap();
-    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&path).arg("--fail-fast"));
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    let run = output(xp(&db).arg("run").arg(&path).arg("--fail-fast")).code(1);
     assert!(
-        stdout.contains("experiment flaky: 0 completed, 1 failed, 0 interrupted"),
-        "{stdout}"
+        run.stdout
+            .contains("experiment flaky: 0 completed, 1 failed, 0 interrupted"),
+        "{run}"
     );
-    assert_eq!(status_and_attempts(&db, 1).0, "failed");
+    assert_eq!(status_of(&db, 1), "failed");
     assert_eq!(status_and_attempts(&db, 2), ("queued".into(), 0));
 
     std::fs::remove_file(dir.path().join("runs.db-checkpoints")).unwrap();
-    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&path).arg("--retry-failed"));
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("re-queued 1 failed run\n"), "{stdout}");
-    assert!(stdout.contains("2 completed, 0 failed"), "{stdout}");
+    let retry = output(xp(&db).arg("run").arg(&path).arg("--retry-failed")).success();
+    assert!(retry.stdout.contains("re-queued 1 failed run\n"), "{retry}");
+    assert!(retry.stdout.contains("2 completed, 0 failed"), "{retry}");
     assert_eq!(status_and_attempts(&db, 1), ("completed".into(), 2));
     assert_eq!(status_and_attempts(&db, 2), ("completed".into(), 1));
 }

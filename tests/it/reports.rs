@@ -3,20 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{output, settings, xp};
+use crate::common::{output, parse_json, parse_json_lines, settings, xp};
 
 /// A store with runs 1–3 completed (50 steps each) and run-4 left running at step 25 by a
 /// process that has exited.
 fn bench_store(dir: &Path) -> PathBuf {
     let db = dir.join("bench.db");
-    let (code, stdout, stderr) = output(
+    let bench = output(
         xp(&dir.join("unused.db"))
             .args(["bench", "store", "--runs", "4", "--steps", "50", "--out"])
             .arg(&db),
+    )
+    .success();
+    assert!(bench.stdout.contains("ingest: 525 rows in"), "{bench}");
+    assert!(
+        bench.stdout.contains("bytes/row for the whole file"),
+        "{bench}"
     );
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("ingest: 525 rows in"), "{stdout}");
-    assert!(stdout.contains("bytes/row for the whole file"), "{stdout}");
     db
 }
 
@@ -33,28 +36,30 @@ fn filtered(dir: &Path) -> insta::Settings {
 fn runs_filters_with_where_and_sorts() {
     let dir = tempfile::tempdir().unwrap();
     let db = bench_store(dir.path());
-    let (code, out, stderr) = output(xp(&db).args([
+    let out = output(xp(&db).args([
         "runs",
         "--where",
         "(model.ffn.unit = 'glu' or model.ffn.unit = \"gtu\") and (best_val_loss < 1.5 or train.seed >= 2) and not status = 'failed'",
         "--sort",
         "train.seed:desc",
-    ]));
-    assert_eq!(code, 0, "{stderr}");
+    ]))
+    .success()
+    .stdout;
     filtered(dir.path()).bind(|| insta::assert_snapshot!(out));
 
-    let (code, out, _) = output(xp(&db).args(["runs", "--where", "best_val_loss > 100"]));
-    assert_eq!((code, out.as_str()), (0, "no runs match\n"));
+    let none = output(xp(&db).args(["runs", "--where", "best_val_loss > 100"])).success();
+    assert_eq!(none.stdout, "no runs match\n", "{none}");
 
     // Quotes are data, not SQL.
-    let (code, out, _) = output(xp(&db).args([
+    let none = output(xp(&db).args([
         "runs",
         "--where",
         "experiment = \"x'; DROP TABLE runs; --\"",
-    ]));
-    assert_eq!((code, out.as_str()), (0, "no runs match\n"));
-    let (_, all, _) = output(xp(&db).args(["runs", "--format", "csv"]));
-    assert_eq!(all.lines().count(), 5);
+    ]))
+    .success();
+    assert_eq!(none.stdout, "no runs match\n", "{none}");
+    let all = output(xp(&db).args(["runs", "--format", "csv"])).success();
+    assert_eq!(all.stdout.lines().count(), 5, "{all}");
 }
 
 #[test]
@@ -77,12 +82,13 @@ fn bad_queries_name_the_column() {
         ),
     ];
     for (args, expected) in cases {
-        let (code, out, stderr) = output(xp(&db).args(&args));
-        assert_eq!((code, out.as_str()), (2, ""), "{args:?}: {stderr}");
+        let refused = output(xp(&db).args(&args)).code(2);
+        assert_eq!(refused.stdout, "", "{refused}");
         if expected.is_empty() {
+            let stderr = refused.stderr;
             filtered(dir.path()).bind(|| insta::assert_snapshot!("bad_unit_value", stderr));
         } else {
-            assert_eq!(stderr, expected, "{args:?}");
+            assert_eq!(refused.stderr, expected, "{refused}");
         }
     }
 }
@@ -91,13 +97,13 @@ fn bad_queries_name_the_column() {
 fn compare_reports_settings_summary_charts_and_aligned_steps() {
     let dir = tempfile::tempdir().unwrap();
     let db = bench_store(dir.path());
-    let (code, out, stderr) = output(xp(&db).args(["compare", "run-1", "run-2", "--points", "5"]));
-    assert_eq!(code, 0, "{stderr}");
+    let out = output(xp(&db).args(["compare", "run-1", "run-2", "--points", "5"]))
+        .success()
+        .stdout;
     filtered(dir.path()).bind(|| insta::assert_snapshot!(out));
 
-    let (code, json, _) = output(xp(&db).args(["compare", "run-1", "run-4", "--format", "json"]));
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let json = output(xp(&db).args(["compare", "run-1", "run-4", "--format", "json"])).success();
+    let v = parse_json(&json);
     assert_eq!(v["settings"][1]["setting"], "train.seed");
     // run-4 has no summary: nothing is marked better.
     assert!(
@@ -122,7 +128,7 @@ fn compare_reports_settings_summary_charts_and_aligned_steps() {
         ("curves.png", &b"\x89PNG"[..]),
     ] {
         let file = dir.path().join(name);
-        let (code, out, stderr) = output(
+        let out = output(
             xp(&db)
                 .args([
                     "compare",
@@ -133,9 +139,9 @@ fn compare_reports_settings_summary_charts_and_aligned_steps() {
                     "--plot",
                 ])
                 .arg(&file),
-        );
-        assert_eq!(code, 0, "{stderr}");
-        assert!(out.contains("plot written to"), "{out}");
+        )
+        .success();
+        assert!(out.stdout.contains("plot written to"), "{out}");
         let bytes = std::fs::read(&file).unwrap();
         assert!(bytes.starts_with(magic), "{name}");
         assert!(bytes.len() > 5_000, "{name} is only {} bytes", bytes.len());
@@ -143,12 +149,13 @@ fn compare_reports_settings_summary_charts_and_aligned_steps() {
     let svg = std::fs::read_to_string(dir.path().join("curves.svg")).unwrap();
     assert!(svg.contains("run-3 val") && svg.contains("run-1 train"));
 
-    let (code, _, stderr) = output(
+    let stderr = output(
         xp(&db)
             .args(["compare", "run-1", "run-2", "--plot"])
             .arg(dir.path().join("c.jpg")),
-    );
-    assert_eq!(code, 2);
+    )
+    .code(2)
+    .stderr;
     filtered(dir.path()).bind(|| insta::assert_snapshot!("plot_bad_extension", stderr));
 }
 
@@ -156,10 +163,9 @@ fn compare_reports_settings_summary_charts_and_aligned_steps() {
 fn export_writes_metrics_and_summaries() {
     let dir = tempfile::tempdir().unwrap();
     let db = bench_store(dir.path());
-    let (code, csv, _) = output(xp(&db).args(["export", "metrics"]));
-    assert_eq!(code, 0);
-    let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 1 + 525);
+    let metrics = output(xp(&db).args(["export", "metrics"])).success();
+    let lines: Vec<&str> = metrics.stdout.lines().collect();
+    assert_eq!(lines.len(), 1 + 525, "{metrics}");
     assert_eq!(lines[0], "run,experiment,metric,step,value,t_ms");
     assert!(
         lines[1].starts_with("run-1,bench-store,train_loss,1,"),
@@ -168,12 +174,12 @@ fn export_writes_metrics_and_summaries() {
     );
 
     let file = dir.path().join("m.jsonl");
-    let (code, _, _) = output(
+    output(
         xp(&db)
             .args(["export", "metrics", "run-4", "--format", "jsonl", "-o"])
             .arg(&file),
-    );
-    assert_eq!(code, 0);
+    )
+    .success();
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(text.lines().count(), 75);
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
@@ -182,16 +188,12 @@ fn export_writes_metrics_and_summaries() {
         (Some("run-4"), Some(1))
     );
 
-    let (code, csv, _) =
-        output(xp(&db).args(["export", "summaries", "--where", "status = 'completed'"]));
-    assert_eq!(code, 0);
+    let csv = output(xp(&db).args(["export", "summaries", "--where", "status = 'completed'"]))
+        .success()
+        .stdout;
     filtered(dir.path()).bind(|| insta::assert_snapshot!(csv));
-    let (code, jsonl, _) = output(xp(&db).args(["export", "summaries", "--format", "jsonl"]));
-    assert_eq!(code, 0);
-    let rows: Vec<serde_json::Value> = jsonl
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let jsonl = output(xp(&db).args(["export", "summaries", "--format", "jsonl"])).success();
+    let rows = parse_json_lines(&jsonl);
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[3]["best_val_loss"], serde_json::Value::Null);
     assert_eq!(rows[0]["config"]["model"]["ffn"]["unit"], "glu");
@@ -201,12 +203,10 @@ fn export_writes_metrics_and_summaries() {
 fn status_and_show_report_an_orphaned_run() {
     let dir = tempfile::tempdir().unwrap();
     let db = bench_store(dir.path());
-    let (code, out, _) = output(xp(&db).arg("status"));
-    assert_eq!(code, 0);
+    let out = output(xp(&db).arg("status")).success().stdout;
     filtered(dir.path()).bind(|| insta::assert_snapshot!(out));
-    let (code, json, _) = output(xp(&db).args(["status", "--format", "json"]));
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let json = output(xp(&db).args(["status", "--format", "json"])).success();
+    let v = parse_json(&json);
     assert_eq!(v["running"][0]["run"], "run-4");
     assert_eq!(v["running"][0]["step"], 25);
     assert!(
@@ -216,11 +216,10 @@ fn status_and_show_report_an_orphaned_run() {
             .contains("is gone")
     );
 
-    let (code, show, _) = output(xp(&db).args(["show", "run-4"]));
-    assert_eq!(code, 0);
-    assert!(show.contains("orphaned: its process"), "{show}");
+    let show = output(xp(&db).args(["show", "run-4"])).success();
+    assert!(show.stdout.contains("orphaned: its process"), "{show}");
     assert!(
-        show.contains("train_loss 1.") && show.contains("@25"),
+        show.stdout.contains("train_loss 1.") && show.stdout.contains("@25"),
         "{show}"
     );
 }
@@ -236,32 +235,28 @@ fn every_format_works_or_is_refused() {
         vec!["export", "metrics", "--format", "json"],
         vec!["runs", "--format", "yaml"],
     ] {
-        let (code, out, stderr) = output(xp(&db).args(&args));
-        assert_eq!((code, out.as_str()), (2, ""), "{args:?}");
+        let refused = output(xp(&db).args(&args)).code(2);
+        assert_eq!(refused.stdout, "", "{refused}");
         let value = args[args.len() - 1];
         assert!(
-            stderr.starts_with(&format!(
+            refused.stderr.starts_with(&format!(
                 "error: invalid value '{value}' for '--format <FORMAT>'"
             )),
-            "{args:?}: {stderr}"
+            "{refused}"
         );
     }
     // `runs`: JSON is one array; JSON Lines one run per line; CSV real CSV.
-    let (code, json, _) = output(xp(&db).args(["runs", "--format", "json"]));
-    assert_eq!(code, 0);
-    let all: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let json = output(xp(&db).args(["runs", "--format", "json"])).success();
+    let all = parse_json(&json);
     assert_eq!(all.as_array().map(Vec::len), Some(4));
     assert_eq!(all[3]["status"], "running");
     assert_eq!(all[0]["summary"]["params"], 100_000);
-    let (_, jsonl, _) = output(xp(&db).args(["runs", "--format", "jsonl"]));
-    let lines: Vec<serde_json::Value> = jsonl
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let jsonl = output(xp(&db).args(["runs", "--format", "jsonl"])).success();
+    let lines = parse_json_lines(&jsonl);
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[1]["id"], 2);
-    let (_, csv, _) = output(xp(&db).args(["runs", "--format", "csv"]));
-    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let csv = output(xp(&db).args(["runs", "--format", "csv"])).success();
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_bytes());
     assert_eq!(
         reader.headers().unwrap().iter().collect::<Vec<_>>(),
         [
@@ -277,9 +272,8 @@ fn every_format_works_or_is_refused() {
     );
     assert_eq!(reader.records().count(), 4);
     // `show --format json` carries everything the table shows.
-    let (code, json, _) = output(xp(&db).args(["show", "run-1", "--format", "json"]));
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let json = output(xp(&db).args(["show", "run-1", "--format", "json"])).success();
+    let v = parse_json(&json);
     assert_eq!(v["status"], "completed");
     assert!(v["summary"]["best_val_loss"].as_f64().unwrap() > 1.0);
     let latest: Vec<&str> = v["latest_metrics"]
@@ -293,8 +287,8 @@ fn every_format_works_or_is_refused() {
     assert_eq!(v["spec"]["config"]["model"]["ffn"]["unit"], "glu");
     assert_eq!(v["provenance"]["xp_version"], env!("CARGO_PKG_VERSION"));
     assert!(v["checkpoints"].as_array().unwrap().is_empty());
-    let (_, json, _) = output(xp(&db).args(["show", "run-4", "--format", "json"]));
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let json = output(xp(&db).args(["show", "run-4", "--format", "json"])).success();
+    let v = parse_json(&json);
     assert!(
         v["process"]
             .as_str()

@@ -1,8 +1,11 @@
 //! Queueing into the run store and reading it back, through the real binary.
 
-use crate::common::{output, settings, xp};
+use xp::store::Outcome;
+use xp::summary::Summary;
 
-fn queue(db: &std::path::Path, manifest: &str) -> (i32, String, String) {
+use crate::common::{CommandOutput, conn, finish_run, output, parse_json, settings, xp};
+
+fn queue(db: &std::path::Path, manifest: &str) -> CommandOutput {
     output(xp(db).args([
         "run",
         "--queue-only",
@@ -16,28 +19,44 @@ fn queue(db: &std::path::Path, manifest: &str) -> (i32, String, String) {
 fn run_queues_each_run_once_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let (code, first, stderr) = queue(&db, "experiments/gating_sweep.toml");
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(first.lines().filter(|l| l.starts_with("+new")).count(), 14);
-    let (code, second, _) = queue(&db, "experiments/gating_sweep.toml");
-    assert_eq!(code, 0);
+    let first = queue(&db, "experiments/gating_sweep.toml").success();
     assert_eq!(
-        second.lines().filter(|l| l.starts_with("=queued")).count(),
-        14
+        first
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("+new"))
+            .count(),
+        14,
+        "{first}"
     );
-    assert!(!second.contains("+new"));
+    let second = queue(&db, "experiments/gating_sweep.toml").success();
+    assert_eq!(
+        second
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("=queued"))
+            .count(),
+        14,
+        "{second}"
+    );
+    assert!(!second.stdout.contains("+new"), "{second}");
+    let second = second.stdout;
     settings(Some(dir.path())).bind(|| insta::assert_snapshot!(second));
 
     // A run that completed is shown as done, never queued again.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute("UPDATE runs SET status = 'completed' WHERE id = 2", [])
-        .unwrap();
-    let (_, third, _) = queue(&db, "experiments/gating_sweep.toml");
+    finish_run(
+        &db,
+        2,
+        Outcome::Completed {
+            summary: Summary::default(),
+        },
+    );
+    let third = queue(&db, "experiments/gating_sweep.toml").success();
     assert!(
-        third.lines().nth(1).unwrap().starts_with("=done"),
+        third.stdout.lines().nth(1).unwrap().starts_with("=done"),
         "{third}"
     );
-    let count: i64 = conn
+    let count: i64 = conn(&db)
         .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
         .unwrap();
     assert_eq!(count, 14);
@@ -47,44 +66,45 @@ fn run_queues_each_run_once_and_is_idempotent() {
 fn status_runs_show_and_compare_read_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    assert_eq!(queue(&db, "experiments/gating_sweep.toml").0, 0);
-    assert_eq!(queue(&db, "experiments/random_lr.toml").0, 0);
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute(
-        "UPDATE runs SET status = 'failed', error = 'diverged at step 40' WHERE id = 3",
-        [],
-    )
-    .unwrap();
+    queue(&db, "experiments/gating_sweep.toml").success();
+    queue(&db, "experiments/random_lr.toml").success();
+    finish_run(
+        &db,
+        3,
+        Outcome::Failed {
+            reason: "diverged at step 40".into(),
+        },
+    );
 
     let s = settings(Some(dir.path()));
-    let (code, status, _) = output(xp(&db).arg("status"));
-    assert_eq!(code, 0);
+    let status = output(xp(&db).arg("status")).success().stdout;
     s.bind(|| insta::assert_snapshot!(status));
 
-    let (code, runs, _) =
-        output(xp(&db).args(["runs", "--experiment", "random_lr", "--format", "csv"]));
-    assert_eq!(code, 0);
-    assert_eq!(runs.lines().count(), 9);
-    let (_, failed, _) = output(xp(&db).args(["runs", "--status", "failed"]));
+    let runs =
+        output(xp(&db).args(["runs", "--experiment", "random_lr", "--format", "csv"])).success();
+    assert_eq!(runs.stdout.lines().count(), 9, "{runs}");
+    let failed = output(xp(&db).args(["runs", "--status", "failed"]))
+        .success()
+        .stdout;
     s.bind(|| insta::assert_snapshot!(failed));
 
-    let (code, compare, _) = output(xp(&db).args(["compare", "run-1", "run-4"]));
-    assert_eq!(code, 0);
+    let compare = output(xp(&db).args(["compare", "run-1", "run-4"]))
+        .success()
+        .stdout;
     s.bind(|| insta::assert_snapshot!(compare));
 
-    let (code, show, _) = output(xp(&db).args(["show", "run-1"]));
-    assert_eq!(code, 0);
+    let show = output(xp(&db).args(["show", "run-1"])).success();
     assert!(
-        show.contains("model.ffn.unit") && show.contains("sweep"),
+        show.stdout.contains("model.ffn.unit") && show.stdout.contains("sweep"),
         "{show}"
     );
-    assert!(show.contains("preset `tiny`"), "{show}");
+    assert!(show.stdout.contains("preset `tiny`"), "{show}");
 
-    let (code, _, stderr) = output(xp(&db).args(["show", "run-99"]));
-    assert_eq!(code, 2);
+    let missing = output(xp(&db).args(["show", "run-99"])).code(2);
     assert_eq!(
-        stderr,
-        "error: no run `run-99` in the store (runs are named run-N; `xp runs` lists them)\n"
+        missing.stderr,
+        "error: no run `run-99` in the store (runs are named run-N; `xp runs` lists them)\n",
+        "{missing}"
     );
 }
 
@@ -103,8 +123,7 @@ fn a_store_from_a_newer_xp_is_refused_and_left_untouched() {
         vec!["status"],
         vec!["run", "--queue-only", "experiments/gating_sweep.toml"],
     ] {
-        let (code, _, stderr) = output(xp(&db).args(&args));
-        assert_eq!(code, 2);
+        let stderr = output(xp(&db).args(&args)).code(2).stderr;
         settings(Some(dir.path())).bind(|| insta::assert_snapshot!("newer_store", stderr));
     }
     assert_eq!(std::fs::read(&db).unwrap(), before);
@@ -114,8 +133,7 @@ fn a_store_from_a_newer_xp_is_refused_and_left_untouched() {
 fn reading_commands_need_an_existing_store() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("none.db");
-    let (code, _, stderr) = output(xp(&db).arg("status"));
-    assert_eq!(code, 2);
+    let stderr = output(xp(&db).arg("status")).code(2).stderr;
     settings(Some(dir.path())).bind(|| insta::assert_snapshot!(stderr));
     assert!(!db.exists());
 }
@@ -124,9 +142,8 @@ fn reading_commands_need_an_existing_store() {
 fn profiles_and_completions() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let (code, json, _) = output(xp(&db).args(["profiles", "--format", "json"]));
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let json = output(xp(&db).args(["profiles", "--format", "json"])).success();
+    let v = parse_json(&json);
     let names: Vec<&str> = v["profiles"]
         .as_array()
         .unwrap()
@@ -149,18 +166,14 @@ fn profiles_and_completions() {
             "nvidia-h200"
         ]
     );
-    let (code, table, _) =
-        output(xp(&db).args(["profiles", "tests/manifests/valid/everything.toml"]));
-    assert_eq!(code, 0);
+    let table =
+        output(xp(&db).args(["profiles", "tests/manifests/valid/everything.toml"])).success();
     assert!(
-        table.contains("lab") && table.contains("the lab box"),
+        table.stdout.contains("lab") && table.stdout.contains("the lab box"),
         "{table}"
     );
-    let (code, bash, _) = output(xp(&db).args(["completions", "bash"]));
-    assert_eq!(code, 0);
-    assert!(bash.contains("_xp()"));
-    let (code, _, _) = output(xp(&db).arg("--version"));
-    assert_eq!(code, 0);
-    let (code, _, _) = output(xp(&db).arg("frobnicate"));
-    assert_eq!(code, 2);
+    let bash = output(xp(&db).args(["completions", "bash"])).success();
+    assert!(bash.stdout.contains("_xp()"), "{bash}");
+    output(xp(&db).arg("--version")).success();
+    output(xp(&db).arg("frobnicate")).code(2);
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{output, xp};
+use crate::common::{conn, output, parse_json, run_row, status_of, xp};
 use xp::manifest::profiles::Machine;
 use xp::train::{Control, Metric, Placement, Progress, Recorder, Saved};
 
@@ -24,9 +24,8 @@ fn a_tiny_model_trains_on_the_cpu_backend_and_samples() {
     let dir = tempfile::tempdir().unwrap();
     let path = manifest(dir.path(), "");
     let db = dir.path().join("runs.db");
-    let (code, stdout, stderr) = output(xp(&db).arg("run").arg(&path));
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stderr.contains("started on flex"), "{stderr}");
+    let run = output(xp(&db).arg("run").arg(&path)).success();
+    assert!(run.stderr.contains("started on flex"), "{run}");
     let loss = metric(&db, "train_loss");
     assert_eq!(
         loss.iter().map(|l| l.0).collect::<Vec<_>>(),
@@ -45,13 +44,12 @@ fn a_tiny_model_trains_on_the_cpu_backend_and_samples() {
     let alpha = metric(&db, "alpha.0");
     assert!(alpha.iter().all(|(_, a)| *a > 0.0 && *a < 1.0));
 
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let (status, backend): (String, String) = conn
-        .query_row("SELECT status, backend FROM runs WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    let conn = conn(&db);
+    assert_eq!(status_of(&db, 1), "completed");
+    let backend: String = conn
+        .query_row("SELECT backend FROM runs WHERE id = 1", [], |r| r.get(0))
         .unwrap();
-    assert_eq!((status.as_str(), backend.as_str()), ("completed", "flex"));
+    assert_eq!(backend, "flex");
     let (best, params): (f64, i64) = conn
         .query_row(
             "SELECT best_val_loss, params FROM summaries WHERE run_id = 1",
@@ -79,9 +77,8 @@ fn a_tiny_model_trains_on_the_cpu_backend_and_samples() {
     }
 
     // `show --format json` has the summary, the latest metrics and the checkpoints too.
-    let (code, json, _) = output(xp(&db).args(["show", "run-1", "--format", "json"]));
-    assert_eq!(code, 0);
-    let shown: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let json = output(xp(&db).args(["show", "run-1", "--format", "json"])).success();
+    let shown = parse_json(&json);
     assert_eq!(shown["summary"]["best_val_loss"].as_f64(), Some(best));
     assert_eq!(shown["checkpoints"][1]["step"], 40);
     assert_eq!(shown["provenance"]["executed"]["backend"], "flex");
@@ -93,19 +90,18 @@ fn a_tiny_model_trains_on_the_cpu_backend_and_samples() {
             .any(|m| m["name"] == "val_ppl" && m["step"] == 40)
     );
 
-    let (code, sample, stderr) = output(xp(&db).args([
+    let sample = output(xp(&db).args([
         "sample", "run-1", "--prompt", "All:", "--tokens", "40", "--top-k", "5",
-    ]));
-    assert_eq!(code, 0, "{stderr}");
+    ]))
+    .success();
     assert!(
-        sample.starts_with("All:") && sample.chars().count() > 40,
+        sample.stdout.starts_with("All:") && sample.stdout.chars().count() > 40,
         "{sample}"
     );
 
     // Running the manifest again trains nothing: the run is done.
-    let (code, again, _) = output(xp(&db).arg("run").arg(&path));
-    assert_eq!(code, 0);
-    assert!(again.starts_with("=done"), "{again}");
+    let again = output(xp(&db).arg("run").arg(&path)).success();
+    assert!(again.stdout.starts_with("=done"), "{again}");
 }
 
 #[test]
@@ -113,29 +109,28 @@ fn a_failing_run_is_recorded_and_the_queue_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = manifest(dir.path(), "[sweep.grid]\n\"train.seed\" = [1, 2]\n");
     let db = dir.path().join("runs.db");
-    let (code, _, stderr) =
-        output(
-            xp(&db)
-                .arg("run")
-                .arg(&path)
-                .args(["--set", "train.steps=5", "--queue-only"]),
-        );
-    assert_eq!(code, 0, "{stderr}");
+    output(
+        xp(&db)
+            .arg("run")
+            .arg(&path)
+            .args(["--set", "train.steps=5", "--queue-only"]),
+    )
+    .success();
     // A file where run-1's checkpoint folder goes: its first checkpoint fails, run-2 trains.
     let blocked = checkpoint_dir(&db, 1);
     std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
     std::fs::write(&blocked, "in the way").unwrap();
-    let (code, stdout, stderr) = output(
+    let run = output(
         xp(&db)
             .arg("run")
             .arg(&path)
             .args(["--set", "train.steps=5"]),
-    );
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stdout.contains("1 completed, 1 failed"), "{stdout}");
-    let (_, status, _) = output(xp(&db).arg("status"));
-    assert!(status.contains("failed run-1"), "{status}");
-    assert!(status.contains("checkpoint"), "{status}");
+    )
+    .code(1);
+    assert!(run.stdout.contains("1 completed, 1 failed"), "{run}");
+    let status = output(xp(&db).arg("status")).success();
+    assert!(status.stdout.contains("failed run-1"), "{status}");
+    assert!(status.stdout.contains("checkpoint"), "{status}");
 }
 
 /// Where a store keeps a run's checkpoints.
@@ -153,7 +148,7 @@ fn the_wgpu_backend_trains_on_vulkan() {
     let dir = tempfile::tempdir().unwrap();
     let path = manifest(dir.path(), "");
     let db = dir.path().join("runs.db");
-    let (code, stdout, stderr) = output(
+    let run = output(
         xp(&db)
             .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
             .env("XP_CACHE", dir.path().join("cache"))
@@ -167,9 +162,9 @@ fn the_wgpu_backend_trains_on_vulkan() {
                 "--set",
                 "train.eval_every=10",
             ]),
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stderr.contains("started on wgpu/vulkan"), "{stderr}");
+    )
+    .success();
+    assert!(run.stderr.contains("started on wgpu/vulkan"), "{run}");
     let loss = metric(&db, "train_loss");
     assert!(loss.last().unwrap().1 < loss[0].1, "{loss:?}");
     // CubeCL's caches stay out of the experiment folder.
@@ -184,13 +179,13 @@ fn mixed_precision_runs_track_the_f32_run() {
         "[sweep.grid]\n\"hardware.precision\" = [\"f32\", \"f16\", \"bf16\"]\n",
     );
     let db = dir.path().join("runs.db");
-    let (code, stdout, stderr) = output(
+    output(
         xp(&db)
             .arg("run")
             .arg(&path)
             .args(["--set", "train.steps=20"]),
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    )
+    .success();
     let f32_loss = run_metric(&db, 1, "train_loss");
     let f32_norm = run_metric(&db, 1, "grad_norm");
     assert!(
@@ -229,20 +224,18 @@ fn a_precision_the_device_lacks_fails_the_run_with_what_it_supports() {
     let dir = tempfile::tempdir().unwrap();
     let path = manifest(dir.path(), "");
     let db = dir.path().join("runs.db");
-    let (code, stdout, stderr) = output(
+    output(
         xp(&db)
             .env("XP_CACHE", dir.path().join("cache"))
             .arg("run")
             .arg(&path)
             .args(["--set", "hardware.device=vulkan"])
             .args(["--set", "hardware.precision=bf16"]),
-    );
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let (error, adapter): (String, String) = conn
-        .query_row("SELECT error, adapter FROM runs WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    )
+    .code(1);
+    let error = run_row(&db, 1).error.expect("a failed run records why");
+    let adapter: String = conn(&db)
+        .query_row("SELECT adapter FROM runs WHERE id = 1", [], |r| r.get(0))
         .unwrap();
     // WGSL has no bf16 on any adapter; whether it has f16 depends on the adapter (lavapipe's
     // shaders do).
@@ -362,7 +355,7 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_losses_exactly() {
 fn bench_train_reports_speed_on_the_cpu_backend() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = crate::common::corpus(dir.path());
-    let (code, stdout, stderr) = output(
+    let bench = output(
         xp(&dir.path().join("unused.db"))
             .args([
                 "bench",
@@ -382,23 +375,28 @@ fn bench_train_reports_speed_on_the_cpu_backend() {
                 "--data",
             ])
             .arg(&corpus),
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("device     flex (CPU"), "{stdout}");
+    )
+    .success();
+    assert!(bench.stdout.contains("device     flex (CPU"), "{bench}");
     assert!(
-        stdout.contains("batch      4 × 64 tokens = 256 tokens/step, precision f32"),
-        "{stdout}"
+        bench
+            .stdout
+            .contains("batch      4 × 64 tokens = 256 tokens/step, precision f32"),
+        "{bench}"
     );
-    let tokens: f64 = stdout
+    let tokens: f64 = bench
+        .stdout
         .lines()
         .find_map(|l| l.strip_prefix("tokens/s   "))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("no tokens/s figure: {stdout}"));
-    assert!(tokens > 0.0);
+        .unwrap_or_else(|| panic!("no tokens/s figure:\n{bench}"));
+    assert!(tokens > 0.0, "{bench}");
     assert!(
-        stdout.contains("(median over steps 5–12, read back every 2 steps)"),
-        "{stdout}"
+        bench
+            .stdout
+            .contains("(median over steps 5–12, read back every 2 steps)"),
+        "{bench}"
     );
     assert!(
         !dir.path().join("unused.db").exists(),
@@ -437,9 +435,9 @@ fn the_conformance_check_passes_on_lavapipe() {
     let dir = tempfile::tempdir().unwrap();
     let cases = dir.path().join("cases.csv");
     let table = dir.path().join("table.md");
-    let (code, stdout, stderr) =
-        output(conformance_on_lavapipe(dir.path(), &["--lengths=1,63,64", "--out"]).arg(&table));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    let out =
+        output(conformance_on_lavapipe(dir.path(), &["--lengths=1,63,64", "--out"]).arg(&table))
+            .success();
     let csv = std::fs::read_to_string(&cases).unwrap();
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     // Every quick length of the tiny model (≤ 64), each op, logits and loss; every unit;
@@ -465,7 +463,7 @@ fn the_conformance_check_passes_on_lavapipe() {
         md.contains("| logits | tiny | glu | f32 | 1 | 1, 63, 64 |"),
         "{md}"
     );
-    assert_eq!(stdout, md);
+    assert_eq!(out.stdout, md, "{out}");
 }
 
 #[test]
@@ -480,14 +478,14 @@ fn the_fused_attention_is_checked_and_its_lavapipe_bug_is_still_there() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cases = dir.path().join("cases.csv");
-    let (code, stdout, stderr) = output(
+    output(
         conformance_on_lavapipe(
             dir.path(),
             &["--lengths=16,17", "--skip-units", "--train-steps=0"],
         )
         .env("XP_ATTENTION", "fused"),
-    );
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    )
+    .code(1);
     let csv = std::fs::read_to_string(&cases).unwrap();
     let result = |prefix: &str| {
         csv.lines()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use xp::ui::webdriver::Browser;
 
-use crate::common::{output, repo, xp, xp_process};
+use crate::common::{CommandOutput, output, parse_json, repo, xp, xp_process};
 
 /// A running `xp ui`; stopped when dropped.
 struct Server {
@@ -33,12 +33,28 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        stdout.read_line(&mut line).unwrap();
         let url = line.trim().to_string();
-        assert!(url.starts_with("http://"), "xp ui printed {url:?}");
+        if !url.starts_with("http://") {
+            // It printed something else, or nothing: it has ended, or will once stopped.
+            let _ = child.kill();
+            let mut out = std::process::Output {
+                status: child.wait().unwrap(),
+                stdout: line.into_bytes(),
+                stderr: Vec::new(),
+            };
+            stdout.read_to_end(&mut out.stdout).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_end(&mut out.stderr)
+                .unwrap();
+            let out = CommandOutput::new(format!("xp ui --port 0 {}", args.join(" ")), out);
+            panic!("xp ui printed {url:?}, not its address:\n{out}");
+        }
         let addr = url
             .trim_start_matches("http://")
             .split('/')
@@ -100,13 +116,13 @@ fn get_json(addr: &str, path: &str) -> (u16, Value) {
 /// eight, seeds count up, and the last run is left running halfway.
 fn bench_store(dir: &Path, runs: usize, steps: u64) -> PathBuf {
     let db = dir.join("bench.db");
-    let (code, out, err) = output(
+    output(
         xp(&dir.join("unused.db"))
             .args(["bench", "store", "--runs", &runs.to_string()])
             .args(["--steps", &steps.to_string(), "--out"])
             .arg(&db),
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    )
+    .success();
     db
 }
 
@@ -191,10 +207,10 @@ fn the_table_lists_every_run_and_a_where_filter_leaves_exactly_its_rows() {
     }
     let expr = "model.ffn.unit = 'gtu' or (train.seed >= 20 and best_val_loss < 1.6)";
     filter(&b, expr);
-    let (code, out, err) = output(xp(&db).args(["runs", "--where", expr, "--format", "json"]));
-    assert_eq!(code, 0, "{err}");
-    let want: Vec<i64> = serde_json::from_str::<Vec<Value>>(&out)
-        .unwrap()
+    let out = output(xp(&db).args(["runs", "--where", expr, "--format", "json"])).success();
+    let want: Vec<i64> = parse_json(&out)
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array:\n{out}"))
         .iter()
         .map(|r| r["id"].as_i64().unwrap())
         .collect();
@@ -213,7 +229,7 @@ fn the_table_lists_every_run_and_a_where_filter_leaves_exactly_its_rows() {
         .unwrap();
         wait(&b, "document.body.dataset.ready === '1'", LONG);
     }
-    let (code, out, _) = output(xp(&db).args([
+    let out = output(xp(&db).args([
         "runs",
         "--where",
         expr,
@@ -221,10 +237,11 @@ fn the_table_lists_every_run_and_a_where_filter_leaves_exactly_its_rows() {
         "best_val_loss:desc",
         "--format",
         "json",
-    ]));
-    assert_eq!(code, 0);
-    let want: Vec<i64> = serde_json::from_str::<Vec<Value>>(&out)
-        .unwrap()
+    ]))
+    .success();
+    let want: Vec<i64> = parse_json(&out)
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array:\n{out}"))
         .iter()
         .map(|r| r["id"].as_i64().unwrap())
         .collect();
@@ -454,9 +471,8 @@ fn the_run_page_diffs_only_the_settings_that_differ_with_their_layers() {
             ["train.seed", "0", "sweep", "1", "sweep"],
         ])
     );
-    let (code, out, _) = output(xp(&db).args(["compare", "run-1", "run-2", "--format", "json"]));
-    assert_eq!(code, 0);
-    let compared: Value = serde_json::from_str(&out).unwrap();
+    let out = output(xp(&db).args(["compare", "run-1", "run-2", "--format", "json"])).success();
+    let compared = parse_json(&out);
     let keys: Vec<&str> = compared["settings"]
         .as_array()
         .unwrap()

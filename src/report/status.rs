@@ -58,6 +58,7 @@ pub struct Ended {
     pub error: String,
 }
 
+/// Everything `xp status` shows (and prints as JSON with `--format json`).
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub experiments: Vec<ExperimentCounts>,

@@ -5,6 +5,7 @@ pub mod count;
 pub mod data;
 pub mod exec;
 pub mod manifest;
+pub mod onnx;
 pub mod report;
 pub mod store;
 pub mod summary;

@@ -78,7 +78,7 @@ enum Command {
     Runs(runs::Args),
     /// Everything recorded about one run.
     Show(show::Args),
-    /// Write metrics or summaries as CSV or JSON Lines.
+    /// Write metrics or summaries as CSV or JSON Lines, or a run's model as ONNX.
     Export(export::Args),
     /// Measure xp itself: the run store's ingest and size, and training speed.
     Bench(bench::Args),

@@ -4,6 +4,7 @@
 mod checkpoint;
 pub mod conformance;
 pub mod device;
+pub mod export;
 pub mod model;
 mod optim;
 mod sample;

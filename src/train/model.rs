@@ -16,6 +16,9 @@ use crate::manifest::{Alpha, AlphaMode, ModelConfig, Unit};
 /// nanoGPT's initialisation: N(0, 0.02) weights, zero biases.
 const INIT_STD: f64 = 0.02;
 
+/// The LayerNorms' ε (burn's and PyTorch's default), written into exported models too.
+const LN_EPSILON: f64 = 1e-5;
+
 fn init(std: f64) -> Initializer {
     Initializer::Normal { mean: 0.0, std }
 }
@@ -304,7 +307,12 @@ pub struct Gpt {
 impl Gpt {
     pub fn new(config: &ModelConfig, vocab: usize, device: &Device) -> Self {
         let d = config.dim as usize;
-        let layer_norm = || LayerNormConfig::new(d).with_bias(config.bias).init(device);
+        let layer_norm = || {
+            LayerNormConfig::new(d)
+                .with_bias(config.bias)
+                .with_epsilon(LN_EPSILON)
+                .init(device)
+        };
         let blocks = (0..config.layers)
             .map(|_| Block {
                 ln1: layer_norm(),
@@ -398,6 +406,83 @@ impl Gpt {
             .iter()
             .map(|b| b.ffn.alpha(scheduled, device))
             .collect()
+    }
+}
+
+/// The model's weights as plain arrays, for `onnx::model`: α baked in as it is at `alpha`
+/// (the scheduled value of a cosine-α run at the checkpoint's step; fixed and learned α are
+/// the model's own).
+pub(super) fn export(model: &Gpt, alpha: f64) -> crate::onnx::Gpt {
+    use crate::onnx;
+    fn array<const D: usize>(t: Tensor<D>) -> onnx::Array {
+        let shape = t.dims().to_vec();
+        let values = t
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        onnx::Array { shape, values }
+    }
+    let linear = |l: &Linear| onnx::Linear {
+        weight: array(l.weight.val()),
+        bias: l.bias.as_ref().map(|b| array(b.val())),
+    };
+    let layer_norm = |l: &LayerNorm| onnx::LayerNorm {
+        gamma: array(l.gamma.val()),
+        beta: l.beta.as_ref().map(|b| array(b.val())),
+        epsilon: LN_EPSILON as f32,
+    };
+    let device = model.tokens.weight.val().device();
+    let blocks = model
+        .blocks
+        .iter()
+        .map(|block| {
+            let ffn = &block.ffn;
+            let gate = match ffn.unit {
+                Unit::Glu | Unit::Gtu => Some(onnx::Gate::Sigmoid),
+                Unit::Reglu => Some(onnx::Gate::Relu),
+                Unit::Gelu => Some(onnx::Gate::Gelu),
+                Unit::Mish => Some(onnx::Gate::Mish),
+                Unit::Silu => Some(onnx::Gate::Silu),
+                Unit::Swish => Some(onnx::Gate::Swish {
+                    beta: ffn
+                        .beta
+                        .as_ref()
+                        .and_then(|p| array(p.val()).values.first().copied())
+                        .unwrap_or(1.0),
+                }),
+                Unit::Mlp => None,
+            };
+            let gated = ffn.b.as_ref().zip(gate).map(|(b, gate)| onnx::Gated {
+                b: linear(b),
+                gate,
+                tanh_value: ffn.unit == Unit::Gtu,
+                alpha: array(ffn.alpha(alpha, &device))
+                    .values
+                    .first()
+                    .copied()
+                    .unwrap_or(1.0),
+            });
+            onnx::Block {
+                ln1: layer_norm(&block.ln1),
+                qkv: linear(&block.attn.qkv),
+                proj: linear(&block.attn.proj),
+                heads: block.attn.heads,
+                ln2: layer_norm(&block.ln2),
+                ffn: onnx::FeedForward {
+                    a: linear(&ffn.a),
+                    gated,
+                    o: linear(&ffn.o),
+                },
+            }
+        })
+        .collect();
+    onnx::Gpt {
+        tokens: array(model.tokens.weight.val()),
+        positions: array(model.positions.weight.val()),
+        blocks,
+        ln_f: layer_norm(&model.ln_f),
+        head: model.head.as_ref().map(|h| array(h.weight.val())),
     }
 }
 

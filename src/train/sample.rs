@@ -83,6 +83,18 @@ impl Generator {
             .unwrap_or_default()
     }
 
+    /// Logits at every position of `ids` (at most `block_size` of them), [len][vocab]: what
+    /// an exported model is checked against.
+    pub fn logits(&self, ids: &[u32]) -> Vec<Vec<f32>> {
+        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let len = ids.len();
+        let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, len]), &self.device);
+        let logits = self.model.forward(x, self.alpha);
+        let [_, _, v] = logits.dims();
+        let flat = logits.into_data().try_to_vec::<f32>().unwrap_or_default();
+        flat.chunks(v.max(1)).map(<[f32]>::to_vec).collect()
+    }
+
     /// Token ids continuing `prompt` (the prompt's own ids first).
     pub fn generate(&self, prompt: &[u32], how: &Sampling) -> Vec<u32> {
         let mut ids = prompt.to_vec();

@@ -3,6 +3,7 @@
 
 mod common;
 mod executors;
+mod export;
 mod faults;
 mod fuzz_manifests;
 mod imports;

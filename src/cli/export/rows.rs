@@ -1,23 +1,23 @@
-//! `xp export`: metrics (long format) or run summaries (one row per run) as CSV or JSON Lines,
-//! for pandas and polars.
+//! `xp export metrics` and `xp export summaries`: metrics (long format) or run summaries (one
+//! row per run) as CSV or JSON Lines, for pandas and polars.
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use super::load::Selection;
-use super::output::write_csv;
-use super::{Context, Error, Result, exit};
+use super::super::load::Selection;
+use super::super::output::write_csv;
+use super::super::{Context, Error, Result, exit};
 use crate::report::settings::differing_settings;
 use crate::store::{Listed, RunRecord};
 use crate::summary::SummaryMetric;
 
 /// What each exported row is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Rows {
-    /// One row per (run, metric, step): run, experiment, metric, step, value, t_ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// One row per (run, metric, step).
     Metrics,
-    /// One row per run: state, the settings that vary among the runs, summary metrics.
+    /// One row per run.
     Summaries,
 }
 
@@ -29,8 +29,6 @@ enum ExportFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(value_enum)]
-    what: Rows,
     /// Only these runs (run-N, N or key prefixes); default all that match the filters.
     runs: Vec<String>,
     #[command(flatten)]
@@ -57,7 +55,7 @@ fn cell(v: &serde_json::Value) -> String {
     }
 }
 
-pub fn run(args: Args, ctx: &Context) -> Result<u8> {
+pub fn run(what: Rows, args: Args, ctx: &Context) -> Result<u8> {
     let store = ctx.open_synced_store()?;
     let mut runs: Vec<Listed> = args.selection.query(&store, None, None)?;
     if !args.runs.is_empty() {
@@ -76,7 +74,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::with_capacity(1 << 16, sink);
-    match args.what {
+    match what {
         Rows::Metrics => {
             let names: BTreeMap<i64, (String, String)> = runs
                 .iter()

@@ -53,6 +53,8 @@ pub fn onnx(config: &Config, dir: &Path, origin: &Origin<'_>) -> Result<Vec<u8>,
         }
         TextTokenizer::Gpt2(_) => {
             metadata.push(("xp.tokenizer".into(), "gpt2".into()));
+            // tiktoken's name for the encoding (`tiktoken.get_encoding("gpt2")`).
+            metadata.push(("xp.encoding".into(), "gpt2".into()));
         }
     }
     let doc = format!(

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::output::{ReportFormat, fixed4, or_dash, si, table, write_json};
 use super::{Context, Result, exit};
-use crate::report::settings::settings;
 use crate::store::{Checkpoint, Liveness, RunRecord, RunState};
 use crate::summary::Summary;
 use crate::sweep;
@@ -177,7 +176,7 @@ fn render(s: &Shown, out: &mut impl Write) -> std::io::Result<()> {
             &c.blake3[..12.min(c.blake3.len())]
         )?;
     }
-    let config = settings(r);
+    let config = r.spec.settings();
     let mut t = table(vec!["setting".into(), "value".into(), "from".into()]);
     for (key, value) in config {
         let from = p.origins.get(&key).cloned().unwrap_or_default();

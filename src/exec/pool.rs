@@ -85,11 +85,18 @@ impl Pool<'_> {
         // read them rather than compile and tune the same kernels at the same moment. On
         // 2 × H200, two workers started together on a GPU that had not run the configuration
         // took 51 s each over their first run against 13 s (docs/benchmarks.md, "Two GPUs").
-        let mut waiting = Stagger::new(&devices, tx);
-        for &leader in &waiting.leaders() {
-            workers[leader] = Some(self.spawn(leader, devices[leader], waiting.sender())?);
-        }
-        waiting.done();
+        let waiting = &mut Stagger::new(&devices);
+        // The relay's last sender, dropped once no worker waits (`start`), so that the relay
+        // ends when every started worker has.
+        let tx = &mut Some(tx);
+        self.start(
+            &mut workers,
+            waiting.leaders(),
+            &devices,
+            tx,
+            waiting,
+            false,
+        )?;
         let mut runs: HashMap<i64, RunRecord> = HashMap::new();
         let mut started = 0;
         let mut forwarded = 0;
@@ -101,16 +108,9 @@ impl Pool<'_> {
                 signal_all(&workers);
             }
             if waiting.timed_out() {
-                for i in waiting.release_all() {
-                    self.start(
-                        &mut workers,
-                        i,
-                        &devices,
-                        &waiting,
-                        forwarded > 0 || failing,
-                    )?;
-                }
-                waiting.done();
+                let late = waiting.release_all();
+                let stopping = forwarded > 0 || failing;
+                self.start(&mut workers, late, &devices, tx, waiting, stopping)?;
             }
             let message = match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(m) => m,
@@ -122,16 +122,9 @@ impl Pool<'_> {
                     if let Some(w) = workers[i].as_mut() {
                         w.closed = true;
                     }
-                    for f in waiting.release(i) {
-                        self.start(
-                            &mut workers,
-                            f,
-                            &devices,
-                            &waiting,
-                            forwarded > 0 || failing,
-                        )?;
-                    }
-                    waiting.done();
+                    let followers = waiting.release(i);
+                    let stopping = forwarded > 0 || failing;
+                    self.start(&mut workers, followers, &devices, tx, waiting, stopping)?;
                     continue;
                 }
                 Message::Line(i, line) => (i, line),
@@ -151,10 +144,8 @@ impl Pool<'_> {
                     }
                 );
                 let stopping = forwarded > 0 || failing || (failed && self.fail_fast);
-                for f in waiting.release(i) {
-                    self.start(&mut workers, f, &devices, &waiting, stopping)?;
-                }
-                waiting.done();
+                let followers = waiting.release(i);
+                self.start(&mut workers, followers, &devices, tx, waiting, stopping)?;
             }
             match event {
                 Event::QueueStarted { recovered } => {
@@ -225,17 +216,25 @@ impl Pool<'_> {
         Ok(report)
     }
 
-    /// Starts worker `i`, released by [`Stagger`], unless the queue is already stopping.
+    /// Starts the workers `ids` that [`Stagger`] released, unless the queue is already
+    /// stopping; then drops the relay's last sender if no worker waits any more, so that the
+    /// relay ends when every started worker has.
     fn start(
         &self,
         workers: &mut [Option<Worker>],
-        i: usize,
+        ids: Vec<usize>,
         devices: &[Option<u32>],
+        tx: &mut Option<Sender<Message>>,
         waiting: &Stagger,
         stopping: bool,
     ) -> Result<(), Error> {
-        if !stopping {
-            workers[i] = Some(self.spawn(i, devices[i], waiting.sender())?);
+        if let Some(sender) = tx.as_ref().filter(|_| !stopping) {
+            for i in ids {
+                workers[i] = Some(self.spawn(i, devices[i], sender.clone())?);
+            }
+        }
+        if !waiting.any() {
+            *tx = None;
         }
         Ok(())
     }
@@ -291,13 +290,10 @@ struct Stagger {
     /// The first workers whose GPU still has workers waiting for them.
     holding: Vec<usize>,
     since: std::time::Instant,
-    /// The relay's last sender, dropped once no worker waits, so that the relay ends when
-    /// every started worker has.
-    tx: Option<Sender<Message>>,
 }
 
 impl Stagger {
-    fn new(devices: &[Option<u32>], tx: Sender<Message>) -> Stagger {
+    fn new(devices: &[Option<u32>]) -> Stagger {
         let leader: Vec<usize> = devices
             .iter()
             .map(|d| devices.iter().position(|e| e == d).unwrap_or(0))
@@ -309,7 +305,6 @@ impl Stagger {
             leader,
             holding,
             since: std::time::Instant::now(),
-            tx: Some(tx),
         }
     }
 
@@ -318,14 +313,6 @@ impl Stagger {
         (0..self.leader.len())
             .filter(|&i| self.leader[i] == i)
             .collect()
-    }
-
-    fn sender(&self) -> Sender<Message> {
-        match &self.tx {
-            Some(tx) => tx.clone(),
-            // Nothing waits once the sender is gone, so nothing is started with this one.
-            None => std::sync::mpsc::channel().0,
-        }
     }
 
     fn any(&self) -> bool {
@@ -354,13 +341,6 @@ impl Stagger {
             .filter(|&f| self.leader[f] != f && holding.contains(&self.leader[f]))
             .collect()
     }
-
-    /// Drops the last sender once nothing waits.
-    fn done(&mut self) {
-        if self.holding.is_empty() {
-            self.tx = None;
-        }
-    }
 }
 
 /// Passes a Ctrl-C on to every worker still running.
@@ -379,28 +359,24 @@ mod tests {
 
     #[test]
     fn on_each_gpu_the_first_worker_starts_and_the_others_wait_for_it() {
-        let tx = std::sync::mpsc::channel().0;
         // Four workers on two GPUs: 0 and 1 start, 2 waits for 0 and 3 for 1.
-        let mut s = Stagger::new(&assign(4, &[], 2), tx.clone());
+        let mut s = Stagger::new(&assign(4, &[], 2));
         assert_eq!(s.leaders(), [0, 1]);
         assert_eq!(s.release(2), Vec::<usize>::new());
         assert_eq!(s.release(1), [3]);
         assert_eq!(s.release(1), Vec::<usize>::new());
-        s.done();
-        assert!(s.any() && s.tx.is_some());
+        assert!(s.any());
         assert_eq!(s.release_all(), [2]);
-        s.done();
-        assert!(!s.any() && s.tx.is_none());
+        assert!(!s.any());
         // One GPU (or none): the first worker alone, then the rest.
-        let mut s = Stagger::new(&assign(3, &[], 1), tx.clone());
+        let mut s = Stagger::new(&assign(3, &[], 1));
         assert_eq!(s.leaders(), [0]);
         assert_eq!(s.release(0), [1, 2]);
+        assert!(!s.any());
         // One worker per GPU: all start at once, none waits.
-        let mut s = Stagger::new(&assign(2, &[], 2), tx);
+        let s = Stagger::new(&assign(2, &[], 2));
         assert_eq!(s.leaders(), [0, 1]);
         assert!(!s.any());
-        s.done();
-        assert!(s.tx.is_none());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! A run's settings as dotted keys, and the settings that differ between runs: what `xp
-//! compare`, `xp export`'s summaries, `xp show` and the dashboard's run and diff pages list.
+//! The settings that differ between runs (each run's settings by dotted key are
+//! `RunSpec::settings`): what `xp compare`, `xp export`'s summaries and the dashboard's diff
+//! page list.
 
 use std::collections::BTreeMap;
 
@@ -7,11 +8,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::store::RunRecord;
-
-/// Every leaf setting of a run's resolved config, by dotted key (`train.lr`, `model.ffn.unit`).
-pub fn settings(run: &RunRecord) -> BTreeMap<String, Value> {
-    run.spec.settings()
-}
 
 /// A setting whose value is not the same in every run: each run's value, in the runs' order
 /// (`None` where a run has no such setting).
@@ -24,7 +20,7 @@ pub struct Differing {
 /// The settings that differ between runs, by key, and how many settings were compared. The
 /// experiment's description is prose, and left out.
 pub fn differing_settings(runs: &[&RunRecord]) -> (Vec<Differing>, usize) {
-    let configs: Vec<_> = runs.iter().map(|r| settings(r)).collect();
+    let configs: Vec<_> = runs.iter().map(|r| r.spec.settings()).collect();
     differing(&configs)
 }
 

@@ -67,7 +67,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
 }
 
 /// A size in bytes as people read it: "320 KiB", "1 MiB".
-pub struct Size(pub u64);
+struct Size(u64);
 
 impl std::fmt::Display for Size {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::series::{self, Band, Curve, Line, Smoothing, XAxis, XMap};
 use crate::count::Count;
 use crate::manifest::SETTINGS;
-use crate::report::settings::{differing_settings, settings};
+use crate::report::settings::differing_settings;
 use crate::store::{self, Checkpoint, Listed, Provenance, RunFilter, RunRecord, Status, Store};
 use crate::sweep;
 
@@ -335,7 +335,7 @@ pub fn curves(store: &Store, q: &CurvesQuery) -> Answer<CurvesPage> {
         let c = curve(store, &run, &q.metric, q.x, q.smoothing)?;
         match &q.group {
             Some(key) => {
-                let config = settings(&run);
+                let config = run.spec.settings();
                 let value = group_value(&run, key, &config);
                 match groups.iter_mut().find(|g| g.0 == value) {
                     Some(g) => {
@@ -409,7 +409,9 @@ pub fn run_page(store: &Store, id: i64) -> Answer<RunPage> {
     let run = store.run_by_id(id)?;
     let summary = store.summary(id)?;
     let origins = run.provenance.origins.clone();
-    let settings = settings(&run)
+    let settings = run
+        .spec
+        .settings()
         .into_iter()
         .map(|(key, value)| Setting {
             layer: origins.get(&key).cloned(),

@@ -3,10 +3,9 @@
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
+use std::process::{Child, Command};
 use xp::store::{Claimant, Outcome, Store};
 
 /// The repository root (integration tests run with it as the working directory).
@@ -15,14 +14,9 @@ pub fn repo() -> PathBuf {
 }
 
 /// An `xp` command with a clean environment: no colour, no `XP_…` settings of the caller,
-/// and the given store.
+/// and the given store. Run it with [`output`], or spawn and signal it.
 pub fn xp(db: &Path) -> Command {
-    Command::from_std(xp_process(db))
-}
-
-/// The same clean `xp`, as a std command that can be spawned and signalled.
-pub fn xp_process(db: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("xp"));
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("xp"));
     for (key, _) in std::env::vars() {
         if key.starts_with("XP_") {
             cmd.env_remove(key);
@@ -126,22 +120,9 @@ pub fn parse_json_lines(out: &CommandOutput) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Runs an `xp` command to its end and captures what it did.
+/// Runs a command (`xp`, or `kill`, `scancel`, `squeue` …) to its end and captures what it
+/// did.
 pub fn output(cmd: &mut Command) -> CommandOutput {
-    let command = command_line(
-        cmd.get_program(),
-        cmd.get_args(),
-        cmd.get_envs(),
-        cmd.get_current_dir(),
-    );
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    CommandOutput::new(command, out)
-}
-
-/// Runs any other program (`kill`, `scancel`, `squeue` …) to its end and captures what it did.
-pub fn output_of(cmd: &mut std::process::Command) -> CommandOutput {
     let command = command_line(
         cmd.get_program(),
         cmd.get_args(),

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    CommandOutput, conn, integrity, metric_steps, metric_values, output, output_of, run_row,
+    CommandOutput, conn, integrity, metric_steps, metric_values, output, run_row,
     status_and_attempts, statuses, tiny_manifest, xp,
 };
 
@@ -322,7 +322,7 @@ fn the_time_limit_signal_requeues_a_task_that_resumes_with_the_same_losses() {
         })
         .unwrap();
     // What Slurm sends before a time limit (or a preemption), to the batch shell: xp.
-    output_of(Command::new("scancel").args(["--batch", "--signal=USR1", &task])).success();
+    output(Command::new("scancel").args(["--batch", "--signal=USR1", &task])).success();
     wait_until_ended(&db, 1);
     let row = run_row(&db, 1);
     assert_eq!(
@@ -370,7 +370,7 @@ fn a_killed_task_fails_after_sync_and_retry_failed_resubmits_it() {
             r.get(0)
         })
         .unwrap();
-    output_of(Command::new("scancel").args(["-s", "KILL", &task])).success();
+    output(Command::new("scancel").args(["-s", "KILL", &task])).success();
     wait_until_ended(&db, 1);
     let row = run_row(&db, 1);
     assert_eq!(row.status, "failed", "{row:?}");
@@ -421,7 +421,7 @@ fn cancel_stops_the_slurm_tasks_and_records_the_runs_as_cancelled() {
     loop {
         // Its exit code is not checked (as before): squeue may refuse the id of a job that
         // Slurm no longer knows, which has left the queue too.
-        let q = output_of(Command::new("squeue").args(["-h", "-j", &jobs]));
+        let q = output(Command::new("squeue").args(["-h", "-j", &jobs]));
         if q.stdout.trim().is_empty() {
             break;
         }

@@ -99,6 +99,24 @@ fn ort_check(python: &Path, model: &Path, request: &serde_json::Value) -> serde_
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// What `xp sample --temperature 0` continues `prompt` with, in 100 tokens from a run's last
+/// checkpoint (with the newline it prints after them).
+fn greedy(db: &Path, run: &str, prompt: &str) -> String {
+    let sample = output(xp(db).args(["sample", run, "--checkpoint", "last"]).args([
+        "--temperature",
+        "0",
+        "--tokens",
+        "100",
+        "--prompt",
+        prompt,
+    ]))
+    .success();
+    let continuation = sample.stdout.strip_prefix(prompt);
+    continuation
+        .unwrap_or_else(|| panic!("xp sample did not start with the prompt:\n{sample}"))
+        .to_string()
+}
+
 #[test]
 fn every_unit_and_alpha_mode_exports_and_onnxruntime_matches_xp() {
     let test = "every_unit_and_alpha_mode_exports_and_onnxruntime_matches_xp";
@@ -128,19 +146,6 @@ fn every_unit_and_alpha_mode_exports_and_onnxruntime_matches_xp() {
         )
         .success();
         assert!(wrote.stdout.contains("ONNX opset 17"), "{wrote}");
-        let sample = output(xp(&db).args([
-            "sample",
-            &name,
-            "--checkpoint",
-            "last",
-            "--temperature",
-            "0",
-            "--tokens",
-            "100",
-            "--prompt",
-            "First",
-        ]))
-        .success();
         let answer = ort_check(
             &python,
             &model,
@@ -158,15 +163,10 @@ fn every_unit_and_alpha_mode_exports_and_onnxruntime_matches_xp() {
         assert!(batch <= 1e-5, "{what}: a batch of three differs by {batch}");
         assert_eq!(answer["metadata"]["xp.run"], name.as_str(), "{what}");
         assert_eq!(answer["metadata"]["xp.tokenizer"], "char", "{what}");
-        // `xp sample` prints the prompt and the continuation, then a newline.
-        let continuation = sample
-            .stdout
-            .strip_prefix("First")
-            .unwrap()
-            .strip_suffix('\n')
-            .unwrap();
+        let continuation = greedy(&db, &name, "First");
         assert_eq!(
-            answer["greedy"], continuation,
+            answer["greedy"],
+            continuation.strip_suffix('\n').unwrap(),
             "{what}: greedy text differs"
         );
         let checkpoints = store.checkpoints(run.id).unwrap();
@@ -211,22 +211,9 @@ fn every_unit_and_alpha_mode_exports_and_onnxruntime_matches_xp() {
     // The snippet's prompt, "ROMEO:", without the characters the corpus lacks.
     let text = std::fs::read_to_string(dir.path().join("corpus.txt")).unwrap();
     let prompt: String = "ROMEO:".chars().filter(|c| text.contains(*c)).collect();
-    let sample = output(xp(&db).args([
-        "sample",
-        &last,
-        "--checkpoint",
-        "last",
-        "--temperature",
-        "0",
-        "--tokens",
-        "100",
-        "--prompt",
-        &prompt,
-    ]))
-    .success();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        sample.stdout.strip_prefix(prompt.as_str()).unwrap(),
+        greedy(&db, &last, &prompt),
         "the snippet: {}",
         String::from_utf8_lossy(&out.stderr)
     );

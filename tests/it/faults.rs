@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 
 use crate::common::{
-    conn, integrity, metric_steps, metric_values, output, output_of, run_row, run_rows, status_of,
-    tiny_manifest, wait_for_step, xp, xp_process,
+    conn, integrity, metric_steps, metric_values, output, run_row, run_rows, status_of,
+    tiny_manifest, wait_for_step, xp,
 };
 
 /// The names of a store's own files beside `runs.db`: the only things xp may create.
@@ -264,7 +264,7 @@ fn sigkill_at_twenty_random_points_then_xp_run_records_every_step_once_with_the_
         let before = outside_files(dir.path(), "runs.db");
         let db = dir.path().join("runs.db");
         let delay = whole.mul_f64(rng.random_range(0.0..1.1));
-        let mut child = xp_process(&db)
+        let mut child = xp(&db)
             .arg("run")
             .arg(&manifest)
             .args(KILLED)
@@ -293,7 +293,7 @@ fn closed_or_broken_stdout_and_stderr_never_change_how_a_run_ends() {
     let manifest = tiny_manifest(dir.path(), "[sweep.grid]\n\"train.seed\" = [1, 2]\n");
     let db = dir.path().join("runs.db");
     // Pipes whose reader has gone (`xp run m.toml 2>&1 | head -1` once head has exited).
-    let mut child = xp_process(&db)
+    let mut child = xp(&db)
         .arg("run")
         .arg(&manifest)
         .stdout(Stdio::piped())
@@ -369,7 +369,7 @@ fn resume_from_another_directory_goes_on_from_the_checkpoint() {
         "--set",
         "train.eval_every=200",
     ];
-    let mut child = xp_process(Path::new("store/runs.db"))
+    let mut child = xp(Path::new("store/runs.db"))
         .current_dir(dir.path())
         .arg("run")
         .arg(&manifest)
@@ -380,7 +380,7 @@ fn resume_from_another_directory_goes_on_from_the_checkpoint() {
         .unwrap();
     let db = dir.path().join("store/runs.db");
     wait_for_step(&db, &mut child, 150);
-    output_of(Command::new("kill").args(["-INT", &child.id().to_string()])).success();
+    output(Command::new("kill").args(["-INT", &child.id().to_string()])).success();
     assert_eq!(
         child.wait().unwrap().code(),
         Some(130),
@@ -421,7 +421,7 @@ fn resume_from_another_directory_goes_on_from_the_checkpoint() {
 fn killed_after_two_checkpoints(dir: &Path) -> (PathBuf, PathBuf) {
     let manifest = tiny_manifest(dir, "");
     let db = dir.join("runs.db");
-    let mut child = xp_process(&db)
+    let mut child = xp(&db)
         .arg("run")
         .arg(&manifest)
         .args(LONG)

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 
 use crate::common::{
-    conn, integrity, metric_steps, output, output_of, output_of_child, status_and_attempts,
-    status_of, tiny_manifest, wait_for_step, xp, xp_process,
+    conn, integrity, metric_steps, output, output_of_child, status_and_attempts, status_of,
+    tiny_manifest, wait_for_step, xp,
 };
 
 const LONG: &str = "[experiment]\nname = \"long\"\n";
@@ -25,7 +25,7 @@ const SETS: [&str; 8] = [
 fn start_long_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Child) {
     let path = tiny_manifest(dir, LONG);
     let db = dir.join("runs.db");
-    let child = xp_process(&db)
+    let child = xp(&db)
         .arg("run")
         .arg(&path)
         .args(SETS)
@@ -95,7 +95,7 @@ fn ctrl_c_checkpoints_marks_interrupted_and_exits_130_then_resume_finishes() {
         let read = output(xp(&db).args(&args)).success();
         assert_eq!(read.stderr, "", "{args:?}:\n{read}");
     }
-    output_of(std::process::Command::new("kill").args(["-INT", &child.id().to_string()])).success();
+    output(std::process::Command::new("kill").args(["-INT", &child.id().to_string()])).success();
     let out = output_of_child(child, "xp run (the long run)").code(130);
     assert!(out.stderr.contains("stopping after this step"), "{out}");
     assert_eq!(status_of(&db, 1), "interrupted");
@@ -135,7 +135,7 @@ fn two_processes_share_a_queue_without_running_anything_twice() {
     // Create the store first so that both processes find the same schema.
     output(xp(&db).arg("run").arg(&path).arg("--queue-only")).success();
     let spawn = || {
-        xp_process(&db)
+        xp(&db)
             .arg("run")
             .arg(&path)
             .stdout(Stdio::piped())

@@ -406,7 +406,7 @@ fn bench_train_reports_speed_on_the_cpu_backend() {
 
 /// `xp bench conformance` of the tiny model in f32 on lavapipe (`--quick`), its cases written to
 /// `dir/cases.csv`, with `args` added.
-fn conformance_on_lavapipe(dir: &Path, args: &[&str]) -> assert_cmd::Command {
+fn conformance_on_lavapipe(dir: &Path, args: &[&str]) -> std::process::Command {
     let mut cmd = xp(&dir.join("unused.db"));
     cmd.env("CUBECL_AUTOTUNE_LEVEL", "minimal")
         .env("XP_CACHE", dir.join("cache"))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use xp::ui::webdriver::Browser;
 
-use crate::common::{CommandOutput, output, parse_json, repo, xp, xp_process};
+use crate::common::{CommandOutput, output, parse_json, repo, xp};
 
 /// A running `xp ui`; stopped when dropped.
 struct Server {
@@ -22,7 +22,7 @@ struct Server {
 
 impl Server {
     fn start(db: &Path, args: &[&str]) -> Server {
-        Self::start_with(xp_process(db), args)
+        Self::start_with(xp(db), args)
     }
 
     fn start_with(mut cmd: std::process::Command, args: &[&str]) -> Server {
@@ -689,7 +689,7 @@ fn the_readme_screenshot_is_the_example_store_in_this_browser() {
     let dir = tempfile::tempdir().unwrap();
     example_store(dir.path());
     // Named as a user in that folder would name it, so that the page shows `runs.db`.
-    let mut cmd = xp_process(Path::new("runs.db"));
+    let mut cmd = xp(Path::new("runs.db"));
     cmd.current_dir(dir.path());
     let server = Server::start_with(cmd, &[]);
     b.goto(&server.url).unwrap();

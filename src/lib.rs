@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod count;
 pub mod data;
+pub mod early_stop;
 pub mod exec;
 pub mod manifest;
 pub mod onnx;

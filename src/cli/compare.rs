@@ -185,6 +185,16 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                     .collect();
                 write_table(&mut out, header, rows)?;
             }
+            if c.decisions.iter().any(Option::is_some) {
+                writeln!(out, "\nearly stopping")?;
+                for (name, d) in names.iter().zip(&c.decisions) {
+                    writeln!(
+                        out,
+                        "  {name}: {}",
+                        d.as_deref().unwrap_or("no decision yet")
+                    )?;
+                }
+            }
             if let Some(p) = &args.plot {
                 writeln!(out, "\nplot written to {}", p.display())?;
             }

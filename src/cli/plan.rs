@@ -76,6 +76,28 @@ pub fn totals(plan: &Plan) -> String {
             plan.merged
         ));
     }
+    if let (Some(settings), Some(first)) = (&plan.early_stop, plan.runs.first()) {
+        let steps = first.config.train.steps;
+        let brackets: Vec<String> = (0..settings.brackets)
+            .map(|b| {
+                let rungs: Vec<String> = settings
+                    .rungs(b, steps)
+                    .iter()
+                    .map(u64::to_string)
+                    .collect();
+                if rungs.is_empty() {
+                    "none".to_string()
+                } else {
+                    rungs.join(", ")
+                }
+            })
+            .collect();
+        line.push_str(&format!(
+            "\nearly stopping: {}; rungs at steps {} of {steps}",
+            settings.describe(),
+            brackets.join(" | ")
+        ));
+    }
     line
 }
 

@@ -9,6 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output::{duration, fixed4, say, si};
 use super::{Context, Result};
+use crate::early_stop::{Action, Decision};
 use crate::exec::interrupts::Signal;
 use crate::exec::{self, Observer, Pending, Queue, Started, Workers};
 use crate::report::eta::Stopwatch;
@@ -97,11 +98,24 @@ fn finished(run: &RunRecord, outcome: &Outcome) -> String {
             duration(summary.wall_s.unwrap_or(0.0))
         ),
         Outcome::Failed { reason } => format!("{} failed: {reason}", run.name()),
+        Outcome::Paused { step, summary } => format!(
+            "{} paused at step {step} for its early-stopping decision: best val loss {} so far",
+            run.name(),
+            fixed4(summary.best_val_loss),
+        ),
         Outcome::Interrupted { step, .. } => format!(
             "{} interrupted at step {step}; `xp resume {}` or the next `xp run` goes on from there",
             run.name(),
             run.name()
         ),
+    }
+}
+
+/// One early-stopping decision, as a line.
+fn decision(d: &Decision) -> String {
+    match d.action {
+        Action::Promote => format!("run-{} promoted at step {}: {}", d.run, d.step, d.reason),
+        Action::Stop => format!("run-{} stopped at step {}: {}", d.run, d.step, d.reason),
     }
 }
 
@@ -162,6 +176,12 @@ impl Observer for Lines {
         self.paces.remove(&run.id);
         say(&finished(run, outcome));
     }
+
+    fn decided(&mut self, decisions: &[Decision]) {
+        for d in decisions {
+            say(&decision(d));
+        }
+    }
 }
 
 /// Bars on a terminal: the queue (runs started of all, ETA over all remaining steps) and one
@@ -175,6 +195,8 @@ struct Bars {
     done: u64,
     /// Per running run: its bar, the step it started from, and the step it is at.
     running: HashMap<i64, (ProgressBar, u64, u64)>,
+    /// Per run started, its last step: a run stopped early never trains the rest.
+    last_steps: HashMap<i64, u64>,
 }
 
 impl Default for Bars {
@@ -193,6 +215,7 @@ impl Default for Bars {
             queue,
             done: 0,
             running: HashMap::new(),
+            last_steps: HashMap::new(),
         }
     }
 }
@@ -274,8 +297,25 @@ impl Observer for Bars {
             None => run.step,
         };
         let _ = self.multi.println(finished(run, outcome));
-        // Count the run's whole remainder as done, whatever its outcome.
-        self.done += run.steps_total.saturating_sub(from);
+        // Count the run's whole remainder as done, whatever its outcome, but for a pause: a
+        // promoted run goes on from there.
+        self.done += match outcome {
+            Outcome::Paused { step, .. } => step.saturating_sub(from),
+            _ => run.steps_total.saturating_sub(from),
+        };
+        self.last_steps.insert(run.id, run.steps_total);
+        self.update_queue();
+    }
+
+    fn decided(&mut self, decisions: &[Decision]) {
+        for d in decisions {
+            let _ = self.multi.println(decision(d));
+            if d.action == Action::Stop
+                && let Some(last) = self.last_steps.get(&d.run)
+            {
+                self.done += last.saturating_sub(d.step);
+            }
+        }
         self.update_queue();
     }
 }

@@ -23,6 +23,20 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
                 run.name()
             )));
         }
+        RunState::Paused => {
+            return Err(Error::Usage(format!(
+                "{} is paused at step {}, waiting for its early-stopping decision: `xp run` of \
+                 its manifest takes the decisions and trains the runs they promote",
+                run.name(),
+                run.step
+            )));
+        }
+        RunState::Stopped { reason } => {
+            return Err(Error::Usage(format!(
+                "{} was {reason}; a stopped run is not resumed (its checkpoints are gone)",
+                run.name()
+            )));
+        }
         RunState::Submitted | RunState::Running(_) if run.slurm.is_some() => {
             let task = run.slurm.as_ref().and_then(|s| s.id()).unwrap_or_default();
             return Err(Error::Usage(format!(
@@ -63,7 +77,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         after.name(),
         after.status()
     )?;
-    if report.completed + report.failed + report.interrupted == 0 {
+    if report.completed + report.failed + report.interrupted + report.paused == 0 {
         return Err(Error::Usage(format!(
             "{} could not be claimed: it is {} now",
             after.name(),

@@ -142,11 +142,16 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     )?;
     writeln!(
         out,
-        "experiment {}: {} completed, {} failed, {} interrupted{}",
+        "experiment {}: {} completed, {} failed, {} interrupted{}{}",
         plan.experiment.name,
         report.completed,
         report.failed,
         report.interrupted,
+        if plan.early_stop.is_some() {
+            format!(", {} stopped early", report.stopped_early)
+        } else {
+            String::new()
+        },
         if report.recovered > 0 {
             format!(
                 " ({} orphaned by a dead process, resumed)",

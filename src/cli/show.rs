@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use super::output::{ReportFormat, fixed4, or_dash, si, table, write_json};
 use super::{Context, Result, exit};
-use crate::store::{Checkpoint, Liveness, RunRecord, RunState};
+use crate::early_stop::Action;
+use crate::store::decisions::Logged;
+use crate::store::{Checkpoint, Liveness, RunRecord, RunState, Status};
 use crate::summary::Summary;
 use crate::sweep;
 
@@ -36,6 +38,8 @@ struct Shown {
     summary: Option<Summary>,
     latest_metrics: Vec<Latest>,
     checkpoints: Vec<Checkpoint>,
+    /// Its early-stopping decisions, in the order taken.
+    decisions: Vec<Logged>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
@@ -59,6 +63,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         summary: store.summary(run.id)?,
         latest_metrics,
         checkpoints: store.checkpoints(run.id)?,
+        decisions: store.decisions_of_run(run.id)?,
         run,
     };
     let mut out = std::io::stdout().lock();
@@ -161,6 +166,38 @@ fn render(s: &Shown, out: &mut impl Write) -> std::io::Result<()> {
             })
             .collect();
         writeln!(out, "  metrics   {}", latest.join(", "))?;
+    }
+    if let Some(place) = &r.spec.early_stop {
+        let rungs: Vec<String> = place.steps.iter().map(u64::to_string).collect();
+        writeln!(
+            out,
+            "  early stopping: bracket {}, rungs at steps {}{}",
+            place.bracket,
+            rungs.join(", "),
+            match (r.status(), r.until_step) {
+                (Status::Paused, _) => format!("; paused at step {}, waiting", r.step),
+                (s, Some(until)) if s.is_unfinished() => format!("; training to step {until}"),
+                _ => String::new(),
+            }
+        )?;
+    }
+    for l in &s.decisions {
+        let d = &l.decision;
+        let verdict = match d.action {
+            Action::Promote => "promoted",
+            Action::Stop => "stopped",
+        };
+        writeln!(
+            out,
+            "  {verdict} at step {} (rung {}): value {:.4}; {}{}",
+            d.step,
+            d.rung,
+            d.value,
+            d.reason,
+            d.cutoff
+                .map(|c| format!("; cut-off {c:.4}"))
+                .unwrap_or_default(),
+        )?;
     }
     for c in &s.checkpoints {
         let val = c

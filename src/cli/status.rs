@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use super::output::{ReportFormat, duration, fixed4, or_dash, si, table, write_json};
 use super::{Context, Result, context, exit};
 use crate::count::Count;
+use crate::report::search::Search;
 use crate::report::status::{StatusReport, status};
 use crate::store::{Status, Store};
 
@@ -31,13 +32,19 @@ fn render(status: &StatusReport, store: &Store, out: &mut impl Write) -> std::io
     if status.experiments.is_empty() {
         return writeln!(out, "no runs recorded in {}", store.path().display());
     }
+    // The early-stopping states have columns only where some experiment stops runs early.
+    let searching = !status.searches.is_empty();
+    let shown: Vec<Status> = Status::ALL
+        .into_iter()
+        .filter(|s| searching || !matches!(s, Status::Paused | Status::Stopped))
+        .collect();
     let mut header = vec!["experiment".to_string()];
-    header.extend(Status::ALL.iter().map(|s| s.to_string()));
+    header.extend(shown.iter().map(|s| s.to_string()));
     header.push("total".into());
     let mut t = table(header);
     for c in &status.experiments {
         let mut row = vec![c.experiment.clone()];
-        for s in Status::ALL {
+        for &s in &shown {
             row.push(
                 c.counts
                     .iter()
@@ -50,6 +57,9 @@ fn render(status: &StatusReport, store: &Store, out: &mut impl Write) -> std::io
         t.add_row(row);
     }
     writeln!(out, "{t}")?;
+    for search in &status.searches {
+        render_search(search, out)?;
+    }
     for r in &status.remaining {
         writeln!(
             out,
@@ -117,6 +127,51 @@ fn render(status: &StatusReport, store: &Store, out: &mut impl Write) -> std::io
         writeln!(out, "failed {} ({}): {}", r.run, r.experiment, r.error)?;
     }
     Ok(())
+}
+
+/// An early-stopped experiment's rungs and its best run so far.
+fn render_search(s: &Search, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "{}: {}", s.experiment, s.method)?;
+    let mut t = table(
+        [
+            "bracket",
+            "rung",
+            "step",
+            "waiting",
+            "promoted",
+            "stopped",
+            "on the way",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let dot = |n: usize| if n == 0 { "·".into() } else { n.to_string() };
+    for r in &s.rungs {
+        t.add_row(vec![
+            r.bracket.to_string(),
+            r.rung.to_string(),
+            r.step.to_string(),
+            dot(r.waiting),
+            dot(r.promoted),
+            dot(r.stopped),
+            dot(r.on_the_way),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    if let Some(b) = &s.best {
+        writeln!(
+            out,
+            "best so far: {} with {} {:.4} at step {} ({})",
+            b.run, s.metric, b.value, b.step, b.status
+        )?;
+    }
+    writeln!(
+        out,
+        "trained {} of the {} steps of every run to its end ({:.0}%)",
+        s.steps_trained,
+        s.steps_of_full_grid,
+        100.0 * s.steps_trained as f64 / s.steps_of_full_grid.max(1) as f64
+    )
 }
 
 /// The report, after merging what Slurm tasks recorded since the last look (each frame of

@@ -1,5 +1,6 @@
-//! `xp sync`: merges what Slurm tasks recorded in their journals into runs.db, and fails the
-//! runs whose task left Slurm's queue without an outcome. Reading commands do it first too.
+//! `xp sync`: merges what Slurm tasks recorded in their journals into runs.db, fails the runs
+//! whose task left Slurm's queue without an outcome, and submits the runs early stopping
+//! promoted. Reading commands merge first too (and leave submitting to `xp sync`).
 
 use std::io::Write;
 
@@ -21,6 +22,20 @@ pub fn run(_args: Args, ctx: &Context) -> Result<u8> {
     )?;
     for (run, reason) in &synced.vanished {
         writeln!(out, "run-{run} failed: {reason}")?;
+    }
+    // What early stopping promoted since the last sync goes back to Slurm.
+    for a in slurm::submit_promoted(&mut store)? {
+        writeln!(
+            out,
+            "submitted Slurm job {} for {} promoted by early stopping: {}",
+            a.job,
+            crate::count::Count::numbered("run", a.runs.len()),
+            a.runs
+                .iter()
+                .map(|r| format!("run-{r}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )?;
     }
     Ok(exit::OK)
 }

@@ -6,6 +6,7 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use super::{Observer, Pending, Started};
+use crate::early_stop::Decision;
 use crate::store::{Outcome, Recovered, RunRecord};
 use crate::train::Progress;
 
@@ -33,6 +34,9 @@ pub enum Event {
     RunFinished {
         run: i64,
         outcome: Outcome,
+    },
+    Decided {
+        decisions: Vec<Decision>,
     },
 }
 
@@ -99,6 +103,14 @@ impl<W: Write> Observer for EventWriter<W> {
             outcome: outcome.clone(),
         });
     }
+
+    fn decided(&mut self, decisions: &[Decision]) {
+        if !decisions.is_empty() {
+            self.emit(&Event::Decided {
+                decisions: decisions.to_vec(),
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +147,27 @@ mod tests {
                 outcome: Outcome::Failed {
                     reason: "diverged".into(),
                 },
+            },
+            Event::RunFinished {
+                run: 4,
+                outcome: Outcome::Paused {
+                    step: 90,
+                    summary: crate::summary::Summary::default(),
+                },
+            },
+            Event::Decided {
+                decisions: vec![Decision {
+                    run: 4,
+                    bracket: 0,
+                    rung: 1,
+                    step: 90,
+                    action: crate::early_stop::Action::Stop,
+                    value: 2.25,
+                    rank: 3,
+                    peers: 3,
+                    cutoff: Some(2.0),
+                    reason: "rank 3 of 3".into(),
+                }],
             },
         ];
         for e in events {

@@ -12,11 +12,12 @@ pub mod slurm;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::early_stop::Decision;
 use crate::store::{
     self, Checkpoint, Claimant, MetricRow, MetricWriter, Outcome, Recovered, Reserve, RunRecord,
     Store,
 };
-use crate::train::{self, Control, Metric, Placement, Progress, Recorder, Saved};
+use crate::train::{self, Control, Metric, Placement, Progress, Recorder, Saved, Trained};
 pub use policy::{Workers, run_queue};
 pub use provenance::host;
 
@@ -51,6 +52,8 @@ pub trait Observer {
     fn notice(&mut self, run: &RunRecord, text: &str);
     fn progress(&mut self, run: &RunRecord, progress: &Progress);
     fn run_finished(&mut self, run: &RunRecord, outcome: &Outcome);
+    /// Early-stopping decisions taken as a result was recorded.
+    fn decided(&mut self, decisions: &[Decision]);
 }
 
 /// How a run starts, for the observer.
@@ -70,6 +73,10 @@ pub struct Report {
     pub completed: usize,
     pub failed: usize,
     pub interrupted: usize,
+    /// Pauses at early-stopping rungs.
+    pub paused: usize,
+    /// Runs stopped early by a decision.
+    pub stopped_early: usize,
     /// Runs found orphaned by a dead process and put back in the queue.
     pub recovered: usize,
     /// The stop flag ended the queue (Ctrl-C), whether or not a run was under way.
@@ -83,7 +90,16 @@ impl Report {
             Outcome::Completed { .. } => self.completed += 1,
             Outcome::Failed { .. } => self.failed += 1,
             Outcome::Interrupted { .. } => self.interrupted += 1,
+            Outcome::Paused { .. } => self.paused += 1,
         }
+    }
+
+    /// Counts the runs decisions stopped.
+    pub fn count_decisions(&mut self, decisions: &[Decision]) {
+        self.stopped_early += decisions
+            .iter()
+            .filter(|d| d.action == crate::early_stop::Action::Stop)
+            .count();
     }
 }
 
@@ -110,6 +126,9 @@ pub struct Options<'a> {
 pub struct Prepared {
     /// Runs found running with their process gone, now interrupted (to be resumed).
     pub recovered: Vec<Recovered>,
+    /// Early-stopping decisions the store's results allowed and its log lacked (a run
+    /// cancelled or failed since, which held them).
+    pub decided: Vec<Decision>,
     pub pending: Pending,
 }
 
@@ -121,11 +140,20 @@ pub struct Pending {
 }
 
 /// Before a queue starts: marks runs whose process died as interrupted (so that they are
-/// resumed from their last checkpoint), then counts the runs and steps the queue will take.
-pub fn prepare(store: &Store, queue: &Queue<'_>) -> Result<Prepared, Error> {
+/// resumed from their last checkpoint), takes the early-stopping decisions the results allow,
+/// then counts the runs and steps the queue will take.
+pub fn prepare(store: &mut Store, queue: &Queue<'_>) -> Result<Prepared, Error> {
     let recovered = store.recover_stale(provenance::host().as_deref())?;
+    let decided = match queue {
+        Queue::Experiment(name) => store.decide(name)?,
+        Queue::Run(_) => Vec::new(),
+    };
     let pending = pending(store, queue)?;
-    Ok(Prepared { recovered, pending })
+    Ok(Prepared {
+        recovered,
+        decided,
+        pending,
+    })
 }
 
 /// Runs a queue to its end in this process, after [`prepare`].
@@ -139,12 +167,18 @@ pub fn execute(
     // Taken before anything trains, so that a full disk still leaves room to record how the
     // run it stopped ended.
     let mut reserve = Reserve::hold(store.path())?;
-    let Prepared { recovered, pending } = prepare(store, &queue)?;
+    let Prepared {
+        recovered,
+        decided,
+        pending,
+    } = prepare(store, &queue)?;
     observer.queue_started(pending, &recovered);
     let mut report = Report {
         recovered: recovered.len(),
         ..Report::default()
     };
+    report.count_decisions(&decided);
+    observer.decided(&decided);
     let mut index = 0;
     loop {
         if options.stop.load(Ordering::SeqCst) {
@@ -158,13 +192,27 @@ pub fn execute(
         };
         let run = match claimed {
             Ok(Some(run)) => run,
+            // In an early-stopped sweep, runs that other processes train may still pause and
+            // promote runs: this worker waits for them rather than leave their work to fewer.
+            Ok(None) if waits_for_others(store, &queue)? => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                // A worker that died holding a run leaves it `running`: taken back here, it is
+                // claimed again rather than waited for.
+                for r in store.recover_stale(provenance::host().as_deref())? {
+                    report.recovered += 1;
+                    observer.notice(&store.run_by_id(r.run)?, &r.reason);
+                }
+                continue;
+            }
             Ok(None) => break,
             // Claimed, but its stored spec is unreadable: it fails like any run that cannot
             // train, and the queue goes on.
             Err(store::Error::UnreadableSpec { run, message }) => {
                 index += 1;
                 let reason = format!("its stored spec cannot be read: {message}");
-                finish(store, &mut reserve, run, &me, &Outcome::Failed { reason })?;
+                let decided = finish(store, &mut reserve, run, &me, &Outcome::Failed { reason })?;
+                report.count_decisions(&decided);
+                observer.decided(&decided);
                 report.failed += 1;
                 if options.fail_fast {
                     break;
@@ -175,19 +223,20 @@ pub fn execute(
         };
         index += 1;
         let outcome = run_one(store, &run, &me, index, options, observer)?;
-        if let Err(e) = finish(store, &mut reserve, run.id, &me, &outcome) {
-            match e {
-                // Another process holds the run now; this process's result is not the record.
-                store::Error::LostClaim { .. } => {
-                    observer.notice(&run, &e.to_string());
-                    report.failed += 1;
-                    continue;
-                }
-                e => return Err(e.into()),
+        let decided = match finish(store, &mut reserve, run.id, &me, &outcome) {
+            Ok(decided) => decided,
+            // Another process holds the run now; this process's result is not the record.
+            Err(e @ store::Error::LostClaim { .. }) => {
+                observer.notice(&run, &e.to_string());
+                report.failed += 1;
+                continue;
             }
-        }
+            Err(e) => return Err(e.into()),
+        };
         report.count(&outcome);
         observer.run_finished(&run, &outcome);
+        report.count_decisions(&decided);
+        observer.decided(&decided);
         if matches!(outcome, Outcome::Interrupted { .. }) {
             report.stopped = true;
             break;
@@ -207,7 +256,7 @@ fn finish(
     run: i64,
     me: &Claimant,
     outcome: &Outcome,
-) -> Result<(), store::Error> {
+) -> Result<Vec<Decision>, store::Error> {
     match store.finish(run, me, outcome) {
         Err(e) if e.is_disk_full() && reserve.release() => {
             tracing::warn!("run-{run}: the disk is full; released the store's reserve");
@@ -215,6 +264,15 @@ fn finish(
         }
         other => other,
     }
+}
+
+/// Whether a worker that found nothing to claim should wait: its experiment stops runs early
+/// and another process is training one of its runs, whose pause can promote others.
+fn waits_for_others(store: &Store, queue: &Queue<'_>) -> Result<bool, Error> {
+    let Queue::Experiment(name) = queue else {
+        return Ok(false);
+    };
+    Ok(store.early_stop(name)?.is_some() && store.running_elsewhere(name)?)
 }
 
 /// How many runs a queue will take, and their remaining steps: for an experiment, the runs
@@ -276,6 +334,9 @@ impl Recorder for StoreRecorder<'_> {
     }
 
     fn checkpoint(&mut self, saved: &Saved) -> Result<(), String> {
+        // The metrics up to the checkpoint's step are committed before it is: a run resumed
+        // from it re-records only what came after.
+        self.writer.flush();
         let row = Checkpoint {
             step: saved.step as i64,
             path: self.store.recorded_path(&saved.dir),
@@ -359,6 +420,7 @@ fn run_one(
         checkpoint_dir: store.checkpoint_dir(run.id),
         resume: resume.as_ref().map(|(dir, _)| dir.clone()),
         device: options.device,
+        until: run.until_step,
     };
     let mut recorder = StoreRecorder {
         store,
@@ -380,7 +442,8 @@ fn run_one(
         (_, Err(failure)) => Outcome::Failed {
             reason: failure.to_string(),
         },
-        (Ok(Ok(summary)), Ok(_)) => Outcome::Completed { summary },
+        (Ok(Ok(Trained::Completed(summary))), Ok(_)) => Outcome::Completed { summary },
+        (Ok(Ok(Trained::Paused { step, summary })), Ok(_)) => Outcome::Paused { step, summary },
         (Ok(Err(train::Error::Interrupted { step })), Ok(_)) => Outcome::Interrupted {
             step,
             reason: format!("interrupted at step {step} by the user"),

@@ -33,7 +33,12 @@ pub fn run_queue(
         // Taken here, before any worker starts, so that none claims a run it could not record
         // the end of; the workers find it in place.
         Reserve::hold(store.path())?;
-        let Prepared { recovered, pending } = prepare(store, &queue)?;
+        let Prepared {
+            recovered,
+            decided,
+            pending,
+        } = prepare(store, &queue)?;
+        observer.decided(&decided);
         let pool = pool::Pool {
             db,
             experiment: name,
@@ -47,7 +52,9 @@ pub fn run_queue(
         } else {
             workers.devices.len()
         };
-        return pool.run(store, pending, &recovered, gpus, observer);
+        let mut report = pool.run(store, pending, &recovered, gpus, observer)?;
+        report.count_decisions(&decided);
+        return Ok(report);
     }
     let options = Options {
         fail_fast,

@@ -183,6 +183,10 @@ impl Pool<'_> {
                     };
                     observer.notice(&record, &text);
                 }
+                Event::Decided { decisions } => {
+                    report.count_decisions(&decisions);
+                    observer.decided(&decisions);
+                }
                 Event::RunFinished { run, outcome } => {
                     let record = match runs.remove(&run) {
                         Some(r) => r,

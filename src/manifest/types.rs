@@ -531,6 +531,81 @@ pub struct Sweep {
     #[serde(rename = "where")]
     #[schemars(length(min = 1))]
     pub where_: Option<String>,
+    /// Stop losing runs early: pause each run at rungs and promote only the best.
+    // A table or nothing (TOML has no null): the schema says "a table", so that a problem
+    // inside it is reported at its key.
+    #[schemars(with = "EarlyStopSection")]
+    pub early_stop: Option<EarlyStopSection>,
+}
+
+/// `[sweep.early_stop]`: each run pauses at rungs `min_steps · eta^k` (below `train.steps`),
+/// and a decision at each rung promotes it to the next or stops it (docs/manifest.md).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopSection {
+    pub method: StopMethod,
+    /// The metric compared at each rung: `val_loss`, `val_ppl` or `train_loss`.
+    #[serde(default = "default_objective")]
+    pub metric: String,
+    /// Whether lower (`min`) or higher (`max`) values of the metric are better.
+    #[serde(default)]
+    pub mode: ObjectiveMode,
+    /// The first rung, in steps (default: `train.eval_every`, the first evaluation).
+    #[schemars(range(min = 1))]
+    pub min_steps: Option<u64>,
+    /// Reduction factor: rungs grow by `eta`, and ASHA promotes the top 1/eta of a rung.
+    #[serde(default = "default_eta")]
+    #[schemars(range(min = 2, max = 1000))]
+    pub eta: u64,
+    /// Hyperband's brackets (default: one per rung, and one without early stopping).
+    #[schemars(range(min = 1, max = 64))]
+    pub brackets: Option<u32>,
+    /// A rung's value is the mean of the metric's last `smooth` recorded values.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub smooth: u32,
+    /// No run is stopped at a rung with fewer results than this.
+    #[serde(default = "default_min_peers")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub min_peers: u32,
+    /// Seed of the order runs enter the first rung in (and of their brackets): a shuffle, so
+    /// that a grid's order does not decide which runs are promoted before the rung is full.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_objective() -> String {
+    "val_loss".into()
+}
+fn default_eta() -> u64 {
+    3
+}
+fn default_one() -> u32 {
+    1
+}
+fn default_min_peers() -> u32 {
+    3
+}
+
+/// How runs are stopped early.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StopMethod {
+    /// Asynchronous successive halving: at each rung, the top 1/eta go on.
+    Asha,
+    /// Several ASHA brackets, each starting at a later first rung.
+    Hyperband,
+    /// A run goes on while it is no worse than the median of the runs before it at the rung.
+    Median,
+}
+
+/// Which way the objective is better.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectiveMode {
+    #[default]
+    Min,
+    Max,
 }
 
 /// The values of one axis: a list, or sugar that expands to one.

@@ -30,6 +30,9 @@ pub struct Aligned {
 #[derive(Debug, Serialize)]
 pub struct Comparison {
     pub runs: Vec<String>,
+    /// Per run, the early-stopping decision that ended its training or sent it on last
+    /// ("stopped at step 9: rank 4 of 9 …"), for runs of an early-stopped sweep.
+    pub decisions: Vec<Option<String>>,
     pub settings: Vec<Differing>,
     pub summary: Vec<SummaryLine>,
     pub aligned: Vec<Aligned>,
@@ -163,7 +166,19 @@ pub fn compare(
             .map(|c| c.iter().map(|&(s, v)| (s as f64, v)).collect())
             .collect()
     };
+    let mut decisions = Vec::with_capacity(runs.len());
+    for run in runs {
+        decisions.push(store.decisions_of_run(run.id)?.last().map(|l| {
+            let d = &l.decision;
+            let verdict = match d.action {
+                crate::early_stop::Action::Promote => "promoted",
+                crate::early_stop::Action::Stop => "stopped",
+            };
+            format!("{verdict} at step {}: {}", d.step, d.reason)
+        }));
+    }
     Ok(Comparison {
+        decisions,
         runs: runs.iter().map(RunRecord::name).collect(),
         settings,
         summary,

@@ -4,5 +4,6 @@
 
 pub mod compare;
 pub mod eta;
+pub mod search;
 pub mod settings;
 pub mod status;

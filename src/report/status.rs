@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::eta::Pace;
+use super::search::{Search, search};
 use crate::store::{
     self, ExperimentCounts, Liveness, RunFilter, RunRecord, RunState, Status, Store,
 };
@@ -67,6 +68,8 @@ pub struct StatusReport {
     pub on_slurm: Vec<OnSlurm>,
     pub recent_failures: Vec<Ended>,
     pub interrupted: Vec<Ended>,
+    /// The experiments that stop runs early, as searches: their rungs and best run.
+    pub searches: Vec<Search>,
 }
 
 /// The remaining time of an experiment: the steps its unfinished runs have left, at the
@@ -198,7 +201,12 @@ pub fn status(store: &Store, experiment: Option<&String>) -> store::Result<Statu
             .to_string(),
         experiment: r.experiment,
     };
+    let mut searches = Vec::new();
+    for e in &experiments {
+        searches.extend(search(store, &e.experiment)?);
+    }
     Ok(StatusReport {
+        searches,
         experiments,
         remaining: remaining_time,
         running,

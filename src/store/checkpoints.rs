@@ -118,7 +118,7 @@ impl Store {
     /// inside this store's checkpoint folder for the run (or, for runs recorded by an older
     /// xp, `checkpoints/run-N` beside the store), and nothing anywhere else, whatever the
     /// database says.
-    fn deletable(&self, run: i64, recorded: &str) -> Option<PathBuf> {
+    pub(super) fn deletable(&self, run: i64, recorded: &str) -> Option<PathBuf> {
         let target = std::fs::canonicalize(self.checkpoint_path(recorded)).ok()?;
         let named_as_step = target
             .file_name()
@@ -165,22 +165,10 @@ impl Store {
                 "DELETE FROM checkpoints WHERE run_id = ?1 AND step = ?2",
                 params![id, step],
             )?;
-            dropped.push(path.clone());
+            dropped.push((id, path.clone()));
         }
         tx.commit()?;
-        for path in dropped {
-            match self.deletable(id, &path) {
-                Some(dir) => {
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        tracing::warn!("run-{id}: cannot delete checkpoint {}: {e}", dir.display());
-                    }
-                }
-                None => tracing::warn!(
-                    "run-{id}: checkpoint {path} is not in this store's checkpoint folder; \
-                     retention leaves it alone"
-                ),
-            }
-        }
+        self.drop_checkpoints(&dropped);
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use std::path::Path;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use super::decisions::{Taken, decide, experiment_of};
 use super::metrics::{MetricRow, write_rows};
 use super::queue;
 use super::runs::{Executed, write_summary};
@@ -137,15 +138,23 @@ impl Store {
             }
         };
         let mut names: HashMap<String, i64> = HashMap::new();
+        let mut finished = false;
         for entry in &entries {
             apply(&tx, run, entry, &mut names)?;
+            finished |= matches!(entry, Entry::Finished { .. });
         }
         tx.execute(
             "INSERT INTO journal_offsets (path, offset) VALUES (?1, ?2)
              ON CONFLICT(path) DO UPDATE SET offset = excluded.offset",
             params![key, end as i64],
         )?;
+        // The decisions a result allows are recorded with it, as for a local run.
+        let taken = match experiment_of(&tx, run)? {
+            Some(experiment) if finished => decide(&tx, experiment)?,
+            _ => Taken::default(),
+        };
         tx.commit()?;
+        self.drop_checkpoints(&taken.dropped);
         Ok(entries.len())
     }
 }
@@ -224,7 +233,7 @@ fn apply(
         }
         Entry::Finished { at, outcome } => {
             if queue::journal_finished(tx, run, outcome, at)?
-                && let Outcome::Completed { summary } = outcome
+                && let Outcome::Completed { summary } | Outcome::Paused { summary, .. } = outcome
             {
                 write_summary(tx, run, summary)?;
             }

@@ -41,6 +41,8 @@ enum Message {
     Rows(Vec<MetricRow>),
     /// The step the run has reached.
     Progress(u64),
+    /// Answered once everything sent before it is committed.
+    Flush(Sender<()>),
 }
 
 /// Writes one run's metric rows and progress in batched transactions on its own connection
@@ -93,6 +95,19 @@ impl MetricWriter {
     pub fn progress(&self, step: u64) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Message::Progress(step));
+        }
+    }
+
+    /// Waits until every row sent so far is committed (or the writer has stopped): a
+    /// checkpoint is recorded only after the metrics up to its step, so that a run resumed
+    /// from it after a crash records no step twice and misses none.
+    pub fn flush(&self) {
+        let (ack, done) = std::sync::mpsc::channel();
+        if let Some(tx) = &self.tx
+            && tx.send(Message::Flush(ack)).is_ok()
+        {
+            // An error: the writer ended (it failed, and says why through `failure`).
+            let _ = done.recv();
         }
     }
 
@@ -161,10 +176,16 @@ fn write_loop(
         };
         let mut rows = Vec::new();
         let mut step = None;
+        let mut flushes = Vec::new();
         for message in first.into_iter().chain(rx.try_iter()) {
             match message {
                 Message::Rows(r) => rows.extend(r),
                 Message::Progress(s) => step = step.max(Some(s)),
+                Message::Flush(ack) => {
+                    // Later messages wait for the next batch: this one ends here.
+                    flushes.push(ack);
+                    break;
+                }
             }
         }
         reached = rows
@@ -188,6 +209,9 @@ fn write_loop(
             Ok((n, true))
         })();
         last_beat = Instant::now();
+        for ack in flushes {
+            let _ = ack.send(());
+        }
         match result {
             Ok((n, true)) => written += n,
             Ok((_, false)) => return (written, Some(WriteFailure::LostClaim { run })),

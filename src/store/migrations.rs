@@ -165,6 +165,86 @@ pub const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    // 5: early stopping. Runs pause at rungs (`paused`, with `until_step` the step they train
+    // to next, and `draw` their place in the search's order) and end `stopped` by a decision;
+    // an experiment keeps its early-stopping settings and the digest of its search (settings
+    // and runs), and the decisions an append-only log, each with what it saw.
+    Migration::Sql(
+        r#"
+    CREATE TABLE runs_new (
+        id              INTEGER PRIMARY KEY,
+        experiment_id   INTEGER NOT NULL REFERENCES experiments(id),
+        key             TEXT NOT NULL UNIQUE,
+        plan_index      INTEGER NOT NULL,
+        manifest_path   TEXT NOT NULL,
+        manifest_digest TEXT NOT NULL,
+        spec            TEXT NOT NULL,
+        provenance      TEXT NOT NULL DEFAULT '{}',
+        status          TEXT NOT NULL CHECK (status IN
+                            ('queued', 'submitted', 'running', 'paused', 'completed', 'stopped',
+                             'failed', 'cancelled', 'interrupted')),
+        steps_total     INTEGER NOT NULL,
+        step            INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        started_at      TEXT,
+        finished_at     TEXT,
+        heartbeat_at    TEXT,
+        host            TEXT,
+        pid             INTEGER,
+        git_commit      TEXT,
+        git_dirty       INTEGER,
+        backend         TEXT,
+        adapter         TEXT,
+        error           TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        claimed_at      TEXT,
+        executor        TEXT NOT NULL DEFAULT 'local' CHECK (executor IN ('local', 'slurm')),
+        executor_dir    TEXT,
+        slurm_job       TEXT,
+        slurm_task      INTEGER,
+        slurm_state     TEXT,
+        until_step      INTEGER,
+        draw            INTEGER
+    );
+    INSERT INTO runs_new (id, experiment_id, key, plan_index, manifest_path, manifest_digest,
+        spec, provenance, status, steps_total, step, created_at, started_at, finished_at,
+        heartbeat_at, host, pid, git_commit, git_dirty, backend, adapter, error, attempts,
+        claimed_at, executor, executor_dir, slurm_job, slurm_task, slurm_state)
+    SELECT id, experiment_id, key, plan_index, manifest_path, manifest_digest, spec, provenance,
+        status, steps_total, step, created_at, started_at, finished_at, heartbeat_at, host, pid,
+        git_commit, git_dirty, backend, adapter, error, attempts, claimed_at, executor,
+        executor_dir, slurm_job, slurm_task, slurm_state FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_new RENAME TO runs;
+    CREATE INDEX runs_by_status ON runs(status, id);
+    CREATE INDEX runs_by_experiment ON runs(experiment_id, plan_index);
+
+    ALTER TABLE experiments ADD COLUMN early_stop TEXT;
+    ALTER TABLE experiments ADD COLUMN search TEXT;
+
+    CREATE TABLE decisions (
+        seq           INTEGER PRIMARY KEY,
+        experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+        run_id        INTEGER NOT NULL REFERENCES runs(id),
+        bracket       INTEGER NOT NULL,
+        rung          INTEGER NOT NULL,
+        step          INTEGER NOT NULL,
+        action        TEXT NOT NULL CHECK (action IN ('promote', 'stop')),
+        value         REAL NOT NULL,
+        rank          INTEGER NOT NULL,
+        peers         INTEGER NOT NULL,
+        cutoff        REAL,
+        reason        TEXT NOT NULL,
+        decided_at    TEXT NOT NULL,
+        UNIQUE (run_id, rung)
+    );
+    CREATE INDEX decisions_by_experiment ON decisions(experiment_id, bracket, rung, seq);
+    CREATE TRIGGER decisions_are_kept BEFORE UPDATE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+    CREATE TRIGGER decisions_are_not_deleted BEFORE DELETE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+    "#,
+    ),
 ];
 
 /// Earlier stores recorded checkpoints as `<store folder>/checkpoints/run-N/step-S`, spelled

@@ -8,6 +8,7 @@
 //! compilation in [`query`].
 
 pub mod checkpoints;
+pub mod decisions;
 pub mod journal;
 pub mod metrics;
 pub mod migrations;
@@ -101,6 +102,28 @@ pub enum Error {
         free: Option<String>,
         source: std::io::Error,
     },
+    #[error(
+        "experiment {experiment} is a search with other settings or runs ({change}): its \
+         decisions hold for the runs it has, so nothing was queued. Give the experiment another \
+         name to start a new search, or restore the manifest"
+    )]
+    SearchChanged { experiment: String, change: String },
+    #[error(
+        "experiment {experiment} stops runs early with train.steps = {was}; the manifest now asks \
+         for {now}. An early-stopped sweep does not grow its budget in place: each run's \
+         learning rate decays (cosine) over train.steps, so a run paused at a rung of the \
+         {was}-step schedule is not a run of the {now}-step one, and promoting it would mix \
+         the two. Nothing was queued: give the experiment another name to search with {now} \
+         steps"
+    )]
+    BudgetChanged {
+        experiment: String,
+        was: u64,
+        now: u64,
+    },
+    /// Something the store holds that this xp cannot read.
+    #[error("{0}")]
+    Unreadable(String),
     #[error("run store error: {}", describe(.0))]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -116,6 +139,8 @@ impl Error {
             | Error::BadVersion { .. }
             | Error::Older { .. }
             | Error::NetworkFilesystem { .. }
+            | Error::SearchChanged { .. }
+            | Error::BudgetChanged { .. }
             | Error::NoRun(_) => true,
             // The path names a folder, or a file this user cannot open.
             Error::Open { source, .. } => {

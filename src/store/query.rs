@@ -10,14 +10,21 @@ use crate::summary::SummaryMetric;
 use crate::sweep::Expr;
 use crate::sweep::expr::Op;
 
-/// Fields of the run itself a query can use, with their SQL.
-const RUN_KEYS: [(&str, &str); 6] = [
+/// Fields of the run itself a query can use, with their SQL. `rung` is the furthest rung at
+/// which an early-stopping decision was taken about the run (0 for the first; none before
+/// one), `bracket` its Hyperband bracket.
+const RUN_KEYS: [(&str, &str); 8] = [
     ("run", "r.id"),
     ("status", "r.status"),
     ("experiment", "e.name"),
     ("step", "r.step"),
     ("steps_total", "r.steps_total"),
     ("attempts", "r.attempts"),
+    (
+        "rung",
+        "(SELECT max(d.rung) FROM decisions d WHERE d.run_id = r.id)",
+    ),
+    ("bracket", "json_extract(r.spec, '$.early_stop.bracket')"),
 ];
 
 /// A query problem at a 1-based character column of the expression.
@@ -79,7 +86,7 @@ pub fn column(key: &str, at: usize) -> Result<Sql, QueryError> {
         .unwrap_or_else(|| {
             format!(
                 "; keys are config settings (model.ffn.unit, train.lr, …), summary metrics ({}) \
-                 and status, experiment, step, steps_total, attempts, run",
+                 and status, experiment, step, steps_total, attempts, run, rung, bracket",
                 SummaryMetric::ALL.map(SummaryMetric::name).join(", ")
             )
         });

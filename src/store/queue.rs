@@ -18,9 +18,11 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::decisions::{Taken, decide, experiment_of};
 use super::runs::{RunRecord, write_summary};
 use super::state::{CLAIMABLE, Claimant, Lease, Liveness, ON_SLURM, Outcome, Recovered, liveness};
 use super::{Error, Result, Store, now};
+use crate::early_stop::Decision;
 
 /// Records a heartbeat (and, if given, the step reached) of a run `by` holds. Returns false
 /// when `by` no longer holds it: another process recovered it, so training must stop.
@@ -58,7 +60,7 @@ impl Store {
                     "SELECT r.id FROM runs r JOIN experiment_runs er ON er.run_id = r.id
                      JOIN experiments e ON e.id = er.experiment_id
                      WHERE e.name = ?1 AND {CLAIMABLE}
-                     ORDER BY er.plan_index LIMIT 1"
+                     ORDER BY r.draw, er.plan_index LIMIT 1"
                 ),
                 [experiment],
                 |r| r.get(0),
@@ -109,9 +111,32 @@ impl Store {
         Ok((runs as usize, steps as u64))
     }
 
+    /// The experiments with runs that an early-stopping decision promoted while they were on
+    /// Slurm: queued there, to be submitted again.
+    pub fn promoted_on_slurm(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT e.name FROM runs r JOIN experiments e ON e.id = r.experiment_id
+             WHERE r.status = 'queued' AND r.executor = 'slurm' ORDER BY e.name",
+        )?;
+        let names = stmt.query_map([], |r| r.get(0))?;
+        Ok(names.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether a local process is training one of the experiment's runs.
+    pub fn running_elsewhere(&self, experiment: &str) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM runs r JOIN experiments e ON e.id = r.experiment_id
+             WHERE e.name = ?1 AND r.status = 'running' AND r.executor = 'local'",
+            [experiment],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// Ends a run `by` holds. Fails with [`Error::LostClaim`] (recording nothing) when `by`
     /// no longer holds it.
-    pub fn finish(&mut self, run: i64, by: &Claimant, outcome: &Outcome) -> Result<()> {
+    /// Returns the early-stopping decisions the result allowed, taken in the same transaction.
+    pub fn finish(&mut self, run: i64, by: &Claimant, outcome: &Outcome) -> Result<Vec<Decision>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -140,6 +165,13 @@ impl Store {
                 ),
                 params![run, pid, host, stamp, reason, *step as i64],
             )?,
+            Outcome::Paused { step, .. } => tx.execute(
+                &format!(
+                    "UPDATE runs SET status = 'paused', error = NULL, step = ?5,
+                         heartbeat_at = ?4 {held}"
+                ),
+                params![run, pid, host, stamp, *step as i64],
+            )?,
         };
         if n != 1 {
             let now: String = tx
@@ -148,11 +180,17 @@ impl Store {
                 .unwrap_or_else(|| "gone".into());
             return Err(Error::LostClaim { run, now });
         }
-        if let Outcome::Completed { summary } = outcome {
+        if let Outcome::Completed { summary } | Outcome::Paused { summary, .. } = outcome {
             write_summary(&tx, run, summary)?;
         }
+        // What this result decides is recorded with it: a crash leaves both or neither.
+        let taken = match experiment_of(&tx, run)? {
+            Some(experiment) => decide(&tx, experiment)?,
+            None => Taken::default(),
+        };
         tx.commit()?;
-        Ok(())
+        self.drop_checkpoints(&taken.dropped);
+        Ok(taken.decisions)
     }
 
     /// Marks every `running` run whose process died as interrupted, so that it is resumed
@@ -236,7 +274,7 @@ impl Store {
     pub fn cancel(&self, run: i64, reason: &str) -> Result<bool> {
         let n = self.conn.execute(
             "UPDATE runs SET status = 'cancelled', error = ?2, finished_at = ?3
-             WHERE id = ?1 AND (status IN ('queued', 'submitted', 'interrupted')
+             WHERE id = ?1 AND (status IN ('queued', 'submitted', 'interrupted', 'paused')
                  OR (status = 'running' AND executor = 'slurm'))",
             params![run, reason, now()],
         )?;
@@ -336,6 +374,13 @@ pub(super) fn journal_finished(
                      finished_at = ?2, heartbeat_at = ?2 {held}"
             ),
             params![run, at, reason, *step as i64],
+        )?,
+        Outcome::Paused { step, .. } => tx.execute(
+            &format!(
+                "UPDATE runs SET status = 'paused', error = NULL, step = ?3,
+                     heartbeat_at = ?2 {held}"
+            ),
+            params![run, at, *step as i64],
         )?,
     };
     Ok(n == 1)

@@ -98,6 +98,8 @@ pub struct RunRecord {
     pub attempts: i64,
     /// Set for a run handed to Slurm.
     pub slurm: Option<SlurmTask>,
+    /// The rung it trains to next, in an early-stopped sweep (none: its last step).
+    pub until_step: Option<u64>,
 }
 
 impl RunRecord {
@@ -154,8 +156,9 @@ pub fn parse_run_ref(text: &str) -> Option<i64> {
 const RUN_COLUMNS: &str = "r.id, e.name, r.key, r.plan_index, r.status, r.step, r.steps_total,
     r.manifest_path, r.manifest_digest, r.spec, r.provenance, r.created_at, r.started_at,
     r.finished_at, r.host, r.pid, r.backend, r.adapter, r.error, r.attempts, r.heartbeat_at,
-    r.claimed_at, r.executor, r.executor_dir, r.slurm_job, r.slurm_task, r.slurm_state";
-const RUN_COLUMN_COUNT: usize = 27;
+    r.claimed_at, r.executor, r.executor_dir, r.slurm_job, r.slurm_task, r.slurm_state,
+    r.until_step";
+const RUN_COLUMN_COUNT: usize = 28;
 const FROM_RUNS: &str = "FROM runs r JOIN experiments e ON e.id = r.experiment_id";
 
 /// A row of [`RUN_COLUMNS`] as a record. A spec or provenance this xp cannot read is an
@@ -215,6 +218,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<RunReco
             }),
             _ => None,
         },
+        until_step: r.get::<_, Option<i64>>(27)?.map(|s| s.max(0) as u64),
     }))
 }
 
@@ -305,13 +309,87 @@ impl Store {
             [&plan.experiment.name],
             |r| r.get(0),
         )?;
+        // An early-stopped experiment's decisions were taken with its settings: other
+        // settings would be another search, whose decisions the log cannot mix with these.
+        let early_stop = plan
+            .early_stop
+            .as_ref()
+            .map(|e| serde_json::to_string(e).expect("settings serialize"));
+        // The search: its settings and its runs. Once set, another is another experiment.
+        let search = early_stop.as_ref().map(|settings| {
+            let mut h = blake3::Hasher::new();
+            h.update(settings.as_bytes());
+            for run in &plan.runs {
+                h.update(run.key.as_bytes());
+            }
+            h.finalize().to_hex().to_string()
+        });
+        let (was, was_search): (Option<String>, Option<String>) = tx.query_row(
+            "SELECT early_stop, search FROM experiments WHERE id = ?1",
+            [experiment_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let describe = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(|t| serde_json::from_str::<crate::early_stop::EarlyStop>(t).ok())
+                .map_or("no early stopping".to_string(), |e| e.describe())
+        };
+        if was_search.is_some() && was_search != search {
+            let steps: Vec<i64> = {
+                let mut stmt =
+                    tx.prepare("SELECT DISTINCT steps_total FROM runs WHERE experiment_id = ?1")?;
+                stmt.query_map([experiment_id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let now_steps = plan.runs.first().map(|r| r.config.train.steps as i64);
+            if let ([was_steps], Some(now_steps)) = (&steps[..], now_steps)
+                && *was_steps != now_steps
+            {
+                return Err(Error::BudgetChanged {
+                    experiment: plan.experiment.name.clone(),
+                    was: *was_steps as u64,
+                    now: now_steps as u64,
+                });
+            }
+            let (was, now) = (describe(&was), describe(&early_stop));
+            return Err(Error::SearchChanged {
+                experiment: plan.experiment.name.clone(),
+                change: if was == now {
+                    format!("{now}, over other runs")
+                } else {
+                    format!("{was}; the manifest now asks for {now}")
+                },
+            });
+        }
+        if was_search.is_none() && search.is_some() {
+            let runs: i64 = tx.query_row(
+                "SELECT count(*) FROM experiment_runs WHERE experiment_id = ?1",
+                [experiment_id],
+                |r| r.get(0),
+            )?;
+            if runs > 0 {
+                return Err(Error::SearchChanged {
+                    experiment: plan.experiment.name.clone(),
+                    change: format!(
+                        "{} run(s) that do not stop early; the manifest now asks for {}",
+                        runs,
+                        describe(&early_stop)
+                    ),
+                });
+            }
+        }
+        tx.execute(
+            "UPDATE experiments SET early_stop = ?2, search = ?3 WHERE id = ?1",
+            params![experiment_id, early_stop, search],
+        )?;
         let mut out = Vec::with_capacity(plan.runs.len());
         {
             let mut find = tx.prepare_cached("SELECT id, status FROM runs WHERE key = ?1")?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO runs (experiment_id, key, plan_index, manifest_path, manifest_digest, spec, provenance,
-                                   status, steps_total, created_at, host, git_commit, git_dirty)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                   status, steps_total, created_at, host, git_commit, git_dirty, until_step,
+                                   draw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             let mut link = tx.prepare_cached(
                 "INSERT INTO experiment_runs (experiment_id, run_id, plan_index) VALUES (?1, ?2, ?3)
@@ -344,6 +422,11 @@ impl Store {
                             provenance.host,
                             provenance.git_commit,
                             provenance.git_dirty,
+                            run.early_stop
+                                .as_ref()
+                                .and_then(|r| r.steps.first())
+                                .map(|&s| s as i64),
+                            run.early_stop.as_ref().map(|r| r.draw as i64),
                         ])?;
                         (tx.last_insert_rowid(), None)
                     }

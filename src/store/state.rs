@@ -21,7 +21,11 @@ pub enum Status {
     /// Handed to Slurm, waiting to start.
     Submitted,
     Running,
+    /// At a rung of an early-stopped sweep, with a checkpoint, waiting for the decision.
+    Paused,
     Completed,
+    /// Stopped for good by an early-stopping decision.
+    Stopped,
     Failed,
     Cancelled,
     Interrupted,
@@ -29,11 +33,13 @@ pub enum Status {
 
 impl Status {
     /// Every state, in the order reports list them.
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 9] = [
         Status::Queued,
         Status::Submitted,
         Status::Running,
+        Status::Paused,
         Status::Completed,
+        Status::Stopped,
         Status::Failed,
         Status::Cancelled,
         Status::Interrupted,
@@ -44,7 +50,9 @@ impl Status {
             Status::Queued => "queued",
             Status::Submitted => "submitted",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Completed => "completed",
+            Status::Stopped => "stopped",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
             Status::Interrupted => "interrupted",
@@ -53,7 +61,10 @@ impl Status {
 
     /// Whether the run has ended for good (until it is retried or resumed).
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+        matches!(
+            self,
+            Status::Completed | Status::Stopped | Status::Failed | Status::Cancelled
+        )
     }
 
     /// Whether a run handed to Slurm in this state is Slurm's: waiting, training there, or
@@ -116,7 +127,9 @@ pub enum RunState {
     Queued,
     Submitted,
     Running(Lease),
+    Paused,
     Completed,
+    Stopped { reason: String },
     Failed { reason: String },
     Cancelled { reason: String },
     Interrupted { reason: String },
@@ -128,7 +141,9 @@ impl RunState {
             RunState::Queued => Status::Queued,
             RunState::Submitted => Status::Submitted,
             RunState::Running(_) => Status::Running,
+            RunState::Paused => Status::Paused,
             RunState::Completed => Status::Completed,
+            RunState::Stopped { .. } => Status::Stopped,
             RunState::Failed { .. } => Status::Failed,
             RunState::Cancelled { .. } => Status::Cancelled,
             RunState::Interrupted { .. } => Status::Interrupted,
@@ -139,6 +154,7 @@ impl RunState {
     pub fn reason(&self) -> Option<&str> {
         match self {
             RunState::Failed { reason }
+            | RunState::Stopped { reason }
             | RunState::Cancelled { reason }
             | RunState::Interrupted { reason } => Some(reason),
             _ => None,
@@ -163,7 +179,9 @@ impl RunState {
             Some(Status::Queued) => RunState::Queued,
             Some(Status::Submitted) => RunState::Submitted,
             Some(Status::Running) => RunState::Running(lease),
+            Some(Status::Paused) => RunState::Paused,
             Some(Status::Completed) => RunState::Completed,
+            Some(Status::Stopped) => RunState::Stopped { reason: reason() },
             Some(Status::Failed) => RunState::Failed { reason: reason() },
             Some(Status::Cancelled) => RunState::Cancelled { reason: reason() },
             Some(Status::Interrupted) => RunState::Interrupted { reason: reason() },
@@ -189,6 +207,12 @@ pub enum Outcome {
     Failed {
         reason: String,
     },
+    /// Reached the rung at `step` of an early-stopped sweep, where its checkpoint is, with its
+    /// summary so far: it waits for the decision to promote or stop it.
+    Paused {
+        step: u64,
+        summary: Summary,
+    },
     /// Stopped at `step` (where its last checkpoint is), to be resumed.
     Interrupted {
         step: u64,
@@ -202,6 +226,7 @@ impl Outcome {
         match self {
             Outcome::Completed { .. } => Status::Completed,
             Outcome::Failed { .. } => Status::Failed,
+            Outcome::Paused { .. } => Status::Paused,
             Outcome::Interrupted { .. } => Status::Interrupted,
         }
     }

@@ -11,6 +11,7 @@ mod planner;
 mod points;
 mod resolve;
 pub mod spec;
+mod stopping;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,9 @@ pub struct Plan {
     /// Each distinct layer stack; `RunSpec::layers` indexes it.
     #[serde(skip)]
     pub layer_sets: Vec<Vec<Layer>>,
+    /// How runs are stopped early, if they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<crate::early_stop::EarlyStop>,
 }
 
 fn count<S: serde::Serializer, T>(items: &[T], s: S) -> Result<S::Ok, S::Error> {

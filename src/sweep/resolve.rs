@@ -12,10 +12,12 @@ use super::expr::{self, Expr};
 use super::planner::{Planner, located};
 use super::points::Point;
 use super::spec::{self, RunSpec};
+use super::stopping;
 use crate::data;
+use crate::early_stop::EarlyStop;
 use crate::manifest::layers::{self, Layer};
 use crate::manifest::profiles::{self, HardwareProfile};
-use crate::manifest::{Config, DataConfig, Diagnostics, Origin, Preset, presets};
+use crate::manifest::{Config, DataConfig, Diagnostic, Diagnostics, Origin, Preset, presets};
 
 /// A resolved config below the sweep, and the index of its layer stack in `layer_sets`.
 type Base = Option<(Config, usize)>;
@@ -35,6 +37,10 @@ struct Resolver<'p, 'a> {
     keys_seen: HashSet<String>,
     merged: usize,
     where_failed: bool,
+    /// The early-stopping settings of the first run that has them, and its sweep point.
+    early_stop: Option<(EarlyStop, usize)>,
+    /// The early-stopping problems told so far.
+    early_stop_problems: HashSet<String>,
 }
 
 impl Planner<'_> {
@@ -56,6 +62,8 @@ impl Planner<'_> {
             keys_seen: HashSet::new(),
             merged: 0,
             where_failed: false,
+            early_stop: None,
+            early_stop_problems: HashSet::new(),
         };
         for (index, point) in points.into_iter().enumerate() {
             r.resolve(index, point);
@@ -141,6 +149,38 @@ impl Resolver<'_, '_> {
             self.problems.add(d.origin(origin), index);
             ok = false;
         }
+        let section = self.p.loaded.manifest.sweep.early_stop.clone();
+        let settings = section
+            .as_ref()
+            .map(|section| stopping::settings(section, &config));
+        if let (Some(section), Some(s)) = (&section, &settings) {
+            for (d, pointer) in stopping::check(section, s, &config) {
+                ok = false;
+                // The section is the sweep's, not a point's: each problem is told once.
+                if self.early_stop_problems.insert(d.message.clone()) {
+                    let origin = located(self.p.doc(), &pointer, false);
+                    self.p.diagnostics.push(d.origin(origin));
+                }
+            }
+            if let Some((first, at)) = &self.early_stop
+                && first != s
+            {
+                let origin = located(self.p.doc(), "/sweep/early_stop", true);
+                let d = Diagnostic::at(
+                    None,
+                    "sweep.early_stop",
+                    format!(
+                        "sweep points #{at} and #{index} would stop early with different \
+                         settings (rungs from step {} and {})",
+                        first.min_steps, s.min_steps
+                    ),
+                )
+                .label("one search needs one set of rungs")
+                .help("set min_steps (and, for hyperband, brackets) in [sweep.early_stop]");
+                self.problems.add(d.origin(origin), index);
+                ok = false;
+            }
+        }
         if !ok {
             return;
         }
@@ -159,7 +199,12 @@ impl Resolver<'_, '_> {
             self.merged += 1;
             return;
         }
+        if let Some(s) = settings {
+            self.early_stop.get_or_insert((s, index));
+        }
         self.runs.push(RunSpec {
+            // Set once every run is known (`place_in_search`).
+            early_stop: None,
             index: self.runs.len(),
             key,
             tokens: spec::tokens(&config),
@@ -405,9 +450,33 @@ impl Resolver<'_, '_> {
             .filter(|k| runs.iter().any(|r| value_of(r, k) != value_of(first, k)))
             .cloned()
             .collect();
+        if let Some(axis) = p.axes.iter().find(|a| a.key == "train.steps")
+            && self.early_stop.is_some()
+        {
+            let origin = located(&p.loaded.doc, &axis.pointer, true);
+            p.problem(
+                origin,
+                "train.steps",
+                "`train.steps` cannot be swept in a sweep that stops runs early".into(),
+                "every run's last rung".into(),
+                Some(
+                    "early stopping compares runs at the same steps up to one train.steps; \
+                     set it once"
+                        .into(),
+                ),
+            );
+            return Err(std::mem::replace(
+                &mut p.diagnostics,
+                p.loaded.diagnostics(),
+            ));
+        }
         let first_layers = self.layer_sets[first.layers].clone();
         let mut experiment = first.config.experiment.clone();
         experiment.name = p.loaded.manifest.experiment.name.clone();
+        let mut runs = runs;
+        if let Some((settings, _)) = &self.early_stop {
+            place_in_search(&mut runs, settings, &experiment.name);
+        }
         Ok(Plan {
             experiment,
             manifest: p.loaded.path.clone(),
@@ -419,6 +488,23 @@ impl Resolver<'_, '_> {
             merged: self.merged,
             layers: first_layers,
             layer_sets: self.layer_sets,
+            early_stop: self.early_stop.map(|(s, _)| s),
         })
+    }
+}
+
+/// Gives each run of an early-stopped sweep its draw (a seeded shuffle of the plan), its
+/// bracket and rungs, and a key of its own: decisions belong to one search, and a run shared
+/// with another experiment would be paused and stopped by both.
+fn place_in_search(runs: &mut [RunSpec], settings: &EarlyStop, experiment: &str) {
+    let draws = settings.draws(runs.len());
+    for (run, draw) in runs.iter_mut().zip(draws) {
+        let bracket = settings.bracket_of(draw);
+        run.key = spec::search_key(&run.key, experiment, settings, bracket);
+        run.early_stop = Some(spec::Rungs {
+            draw,
+            bracket,
+            steps: settings.rungs(bracket, run.config.train.steps),
+        });
     }
 }

@@ -25,6 +25,19 @@ pub struct RunSpec {
     /// Index of the run's layer stack in `Plan::layer_sets`.
     #[serde(skip, default)]
     pub layers: usize,
+    /// Where the run pauses for early-stopping decisions, in a sweep that stops runs early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<Rungs>,
+}
+
+/// A run's place in an early-stopped sweep.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Rungs {
+    /// Its place in the order runs enter the search in (a seeded shuffle of the plan).
+    pub draw: u64,
+    pub bracket: u32,
+    /// The steps it pauses at, below its last.
+    pub steps: Vec<u64>,
 }
 
 impl RunSpec {
@@ -69,6 +82,21 @@ pub fn content_key(config: &Config, corpus: Option<&str>) -> String {
     };
     let mut bytes = Vec::with_capacity(512);
     ciborium::into_writer(&material, &mut bytes).expect("writing to a Vec cannot fail");
+    blake3::hash(&bytes).to_hex().to_string()
+}
+
+/// The key of a run in an early-stopped sweep: its content key with the experiment, the
+/// early-stopping settings and its bracket, since decisions belong to one search and a run
+/// shared with another experiment would be paused and stopped by both.
+pub fn search_key(
+    content_key: &str,
+    experiment: &str,
+    settings: &crate::early_stop::EarlyStop,
+    bracket: u32,
+) -> String {
+    let mut bytes = Vec::with_capacity(256);
+    ciborium::into_writer(&(content_key, experiment, settings, bracket), &mut bytes)
+        .expect("writing to a Vec cannot fail");
     blake3::hash(&bytes).to_hex().to_string()
 }
 

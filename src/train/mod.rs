@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use crate::data;
 use crate::manifest::Precision;
+use crate::summary::Summary;
 use crate::sweep::RunSpec;
 pub use checkpoint::{CheckpointState, load_state, verify as verify_checkpoint};
 pub use optim::{cosine_alpha, learning_rate};
@@ -134,6 +135,27 @@ pub struct Job<'a> {
     /// The GPU (by index among this machine's GPUs of the chosen kind) this run gets, where a
     /// worker was given one.
     pub device: Option<u32>,
+    /// The rung to pause at, in an early-stopped sweep: training stops after this step, with a
+    /// checkpoint, as if interrupted there.
+    pub until: Option<u64>,
+}
+
+/// How a training call ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trained {
+    /// At the last step.
+    Completed(Summary),
+    /// At the job's rung, with a checkpoint there.
+    Paused { step: u64, summary: Summary },
+}
+
+impl Trained {
+    /// The summary so far.
+    pub fn summary(&self) -> &Summary {
+        match self {
+            Trained::Completed(summary) | Trained::Paused { summary, .. } => summary,
+        }
+    }
 }
 
 #[cfg(test)]

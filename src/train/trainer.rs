@@ -12,13 +12,14 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint::{self, CheckpointState};
 use super::model::Gpt;
 use super::optim::{LossScale, clip_global_norm, cosine_alpha, learning_rate, optimizer};
-use super::{Control, Error, Job, Metric, Placement, Progress, Recorder, device};
+use super::{Control, Error, Job, Metric, Placement, Progress, Recorder, Trained, device};
 use crate::data::{self, Corpus};
 use crate::manifest::{Alpha, AlphaMode, Config, Precision, Unit};
 use crate::summary::Summary;
 
-/// Trains one run to the end (or until stopped), reporting through `recorder`.
-pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Summary, Error> {
+/// Trains one run to the end, or to the rung it pauses at (or until stopped), reporting
+/// through `recorder`.
+pub fn train(job: &Job<'_>, recorder: &mut dyn Recorder) -> Result<Trained, Error> {
     device::configure_cubecl();
     let (trainer, model) = Trainer::new(job, recorder)?;
     trainer.run(model)
@@ -206,9 +207,18 @@ impl<'j, 'r> Trainer<'j, 'r> {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Trains `model` to the last step, or until the recorder says stop.
-    pub(super) fn run(mut self, mut model: Gpt) -> Result<Summary, Error> {
+    /// Trains `model` to the last step or the job's rung, or until the recorder says stop.
+    pub(super) fn run(mut self, mut model: Gpt) -> Result<Trained, Error> {
         let t = &self.config().train;
+        let until = self.job.until.filter(|&u| u < t.steps);
+        // Resumed from the rung's own checkpoint (its process died after writing it, before
+        // the pause was recorded): it pauses there again, training nothing.
+        if until == Some(self.state.step) {
+            return Ok(Trained::Paused {
+                step: self.state.step,
+                summary: self.summary(),
+            });
+        }
         while self.state.step < t.steps {
             match self.recorder.control() {
                 Control::Continue => {}
@@ -246,8 +256,17 @@ impl<'j, 'r> Trainer<'j, 'r> {
             }
             let checkpoint = (t.checkpoint_every > 0 && done.is_multiple_of(t.checkpoint_every))
                 || done == t.steps;
-            if checkpoint {
+            // A rung: the run waits there, from a checkpoint, for its early-stopping decision.
+            // Training went exactly as it would have without the pause.
+            let rung = until == Some(done);
+            if checkpoint || rung {
                 self.checkpoint(&model, val)?;
+            }
+            if rung {
+                return Ok(Trained::Paused {
+                    step: done,
+                    summary: self.summary(),
+                });
             }
             if checkpoint || val.is_some() {
                 // Evaluating and saving are not training: the next speed interval starts
@@ -255,11 +274,16 @@ impl<'j, 'r> Trainer<'j, 'r> {
                 self.interval.0 = Instant::now();
             }
         }
-        let mut summary = self.summary;
+        Ok(Trained::Completed(self.summary()))
+    }
+
+    /// The summary so far, with this attempt's wall time and median speed.
+    fn summary(&mut self) -> Summary {
+        let mut summary = self.summary.clone();
         summary.wall_s = Some(self.started.elapsed().as_secs_f64());
         self.speeds.sort_by(f64::total_cmp);
         summary.median_tokens_per_s = self.speeds.get(self.speeds.len() / 2).copied();
-        Ok(summary)
+        summary
     }
 
     /// One optimiser step: `grad_accum` micro-batches, clipping, the update.

@@ -273,6 +273,69 @@ pub struct RunSeries {
     pub last_step: Option<i64>,
     /// Recorded points before downsampling.
     pub points: usize,
+    /// Where an early-stopped run paused and what was decided there, on this curve.
+    pub marks: Vec<Mark>,
+}
+
+/// A point of a run's curve where early stopping paused, promoted or stopped it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Mark {
+    pub step: u64,
+    pub x: f64,
+    pub y: f64,
+    /// `promoted`, `stopped`, or `paused` (waiting for its decision).
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+/// The early-stopping marks of `run` on curve `c`: at each decision's step (or the last point
+/// before it, where the metric is not recorded there), and where it waits now.
+fn marks(store: &Store, run: &RunRecord, c: &Curve) -> Answer<Vec<Mark>> {
+    if run.spec.early_stop.is_none() {
+        return Ok(Vec::new());
+    }
+    let at = |step: u64| -> Option<(f64, f64)> {
+        let i = c.steps.iter().rposition(|&s| s <= step as i64)?;
+        Some((*c.raw.x.get(i)?, *c.raw.y.get(i)?))
+    };
+    let mut out = Vec::new();
+    for l in store.decisions_of_run(run.id)? {
+        let d = l.decision;
+        if let Some((x, y)) = at(d.step) {
+            out.push(Mark {
+                step: d.step,
+                x,
+                y,
+                kind: match d.action {
+                    crate::early_stop::Action::Promote => "promoted",
+                    crate::early_stop::Action::Stop => "stopped",
+                },
+                reason: d.reason,
+            });
+        }
+    }
+    if run.status() == crate::store::Status::Paused
+        && !out.iter().any(|m| m.step == run.step)
+        && let Some((x, y)) = at(run.step)
+    {
+        out.push(Mark {
+            step: run.step,
+            x,
+            y,
+            kind: "paused",
+            reason: "waiting for its early-stopping decision".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Every early-stopped experiment's search (rungs and best run), for the dashboard's panel.
+pub fn searches(store: &Store) -> Answer<Vec<crate::report::search::Search>> {
+    let mut out = Vec::new();
+    for e in store.counts()? {
+        out.extend(crate::report::search::search(store, &e.experiment)?);
+    }
+    Ok(out)
 }
 
 /// One group's mean and band.
@@ -346,6 +409,7 @@ pub fn curves(store: &Store, q: &CurvesQuery) -> Answer<CurvesPage> {
                 }
             }
             None => page.series.push(RunSeries {
+                marks: marks(store, &run, &c)?,
                 run: id,
                 name: run.name(),
                 raw: series::downsample(&c.raw, points),

@@ -91,6 +91,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/api/curves", get(curves))
         .route("/api/metrics", get(metrics))
         .route("/api/diff", get(diff))
+        .route("/api/searches", get(searches))
         .route("/api/events", get(live::events))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -283,6 +284,10 @@ async fn curves(State(app): State<Arc<App>>, Query(q): Params) -> Response {
         Ok(query) => reply(app.read(move |s| data::curves(s, &query)).await),
         Err(e) => e.into_response(),
     }
+}
+
+async fn searches(State(app): State<Arc<App>>) -> Response {
+    reply(app.read(data::searches).await)
 }
 
 async fn metrics(State(app): State<Arc<App>>, Query(q): Params) -> Response {

@@ -434,3 +434,104 @@ fn cancel_stops_the_slurm_tasks_and_records_the_runs_as_cancelled() {
     output(xp(&db).arg("status")).success();
     assert_eq!(statuses(&db), ["cancelled", "cancelled"]);
 }
+
+#[test]
+fn an_early_stopped_sweep_on_slurm_pauses_in_journals_and_sync_submits_what_is_promoted() {
+    if !slurm_available(
+        "an_early_stopped_sweep_on_slurm_pauses_in_journals_and_sync_submits_what_is_promoted",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tiny_manifest(
+        dir.path(),
+        "[experiment]\nname = \"es\"\n[sweep.grid]\n\"train.lr\" = [1e-3, 3e-3, 1e-2]\n\
+         [sweep.early_stop]\nmethod = \"asha\"\nmin_steps = 10\neta = 3\nmin_peers = 1\n",
+    );
+    let sets = [
+        "--set",
+        "train.eval_every=10",
+        "--set",
+        "train.checkpoint_every=0",
+    ];
+    // The same search trained here, for its decisions.
+    let here = dir.path().join("here.db");
+    output(xp(&here).arg("run").arg(&manifest).args(sets)).success();
+    let db = dir.path().join("runs.db");
+    let shared = dir.path().join("shared");
+    let run = output(
+        xp(&db)
+            .arg("run")
+            .arg(&manifest)
+            .args(slurm_sets(&shared))
+            .args(sets),
+    )
+    .success();
+    assert!(run.stdout.contains("3 runs submitted to Slurm"), "{run}");
+    // Rungs at steps 10 and 30 of 40: each task pauses into its journal; each sync takes the
+    // decisions and submits the promoted run again, until one completes and two are stopped.
+    let start = Instant::now();
+    let mut resubmitted = 0;
+    loop {
+        let sync = output(xp(&db).arg("sync")).success();
+        resubmitted += sync.stdout.matches("promoted by early stopping").count();
+        let states = statuses(&db);
+        if states.iter().all(|s| s == "completed" || s == "stopped") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{states:?}\n{sync}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(resubmitted, 2, "promoted at step 10, then at step 30");
+    let mut states = statuses(&db);
+    states.sort();
+    assert_eq!(states, ["completed", "stopped", "stopped"]);
+    let log = |db: &Path| {
+        output(xp(db).args(["export", "decisions", "es"]))
+            .success()
+            .stdout
+    };
+    assert_eq!(
+        log(&db),
+        log(&here),
+        "Slurm decided otherwise than one process"
+    );
+    // The stopped runs' checkpoints in the shared folder are gone; the winner's are kept.
+    let left: i64 = conn(&db)
+        .query_row(
+            "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id
+             WHERE r.status = 'stopped'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+    let on_disk = |status: &str| -> usize {
+        let ids: Vec<i64> = conn(&db)
+            .prepare("SELECT id FROM runs WHERE status = ?1")
+            .unwrap()
+            .query_map([status], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        std::fs::read_dir(shared.join("runs"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                ids.iter().any(|id| name.starts_with(&format!("run-{id}-")))
+            })
+            .flat_map(|e| {
+                std::fs::read_dir(e.path().join("checkpoints"))
+                    .into_iter()
+                    .flatten()
+            })
+            .count()
+    };
+    assert_eq!(on_disk("stopped"), 0, "stopped runs' checkpoint folders");
+    assert!(on_disk("completed") > 0, "the winner keeps its checkpoints");
+    assert_eq!(integrity(&db), "ok");
+}

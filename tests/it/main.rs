@@ -2,6 +2,7 @@
 //! module runs the real `xp` binary, or the library, against temporary folders.
 
 mod common;
+mod early_stop;
 mod executors;
 mod export;
 mod faults;

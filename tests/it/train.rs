@@ -288,6 +288,14 @@ fn losses(c: &Collect) -> Vec<(u64, f64)> {
         .collect()
 }
 
+fn losses_and_rates(c: &Collect) -> Vec<(u64, String, f64)> {
+    c.metrics
+        .iter()
+        .filter(|m| m.name == "train_loss" || m.name == "lr")
+        .map(|m| (m.step, m.name.clone(), m.value))
+        .collect()
+}
+
 #[test]
 fn resuming_from_a_checkpoint_repeats_the_uninterrupted_losses_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -312,6 +320,7 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_losses_exactly() {
         checkpoint_dir: dir.path().join(name),
         resume,
         device: None,
+        until: None,
     };
 
     let mut whole = Collect {
@@ -348,6 +357,40 @@ fn resuming_from_a_checkpoint_repeats_the_uninterrupted_losses_exactly() {
     assert_eq!(
         resumed, expected,
         "every step's loss after resuming equals the uninterrupted run's"
+    );
+
+    // Paused at a rung (step 5), then promoted to the next (11), then to the end: the same
+    // losses again, the learning rate following the whole run's schedule throughout.
+    let mut pieces = Vec::new();
+    let mut from = None;
+    for until in [Some(5), Some(11), None] {
+        let mut part = Collect {
+            metrics: Vec::new(),
+            stop_after: None,
+            last_step: 0,
+        };
+        let paused = xp::train::train(
+            &xp::train::Job {
+                until,
+                ..job("rungs", from.clone())
+            },
+            &mut part,
+        )
+        .unwrap();
+        match (until, &paused) {
+            (Some(u), xp::train::Trained::Paused { step, .. }) => {
+                assert_eq!(*step, u);
+                from = Some(dir.path().join(format!("rungs/step-{u:07}")));
+            }
+            (None, xp::train::Trained::Completed(_)) => {}
+            other => panic!("{other:?}"),
+        }
+        pieces.extend(losses_and_rates(&part));
+    }
+    assert_eq!(
+        pieces,
+        losses_and_rates(&whole),
+        "a run paused at rungs and promoted trains exactly as an uninterrupted one"
     );
 }
 

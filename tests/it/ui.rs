@@ -722,3 +722,63 @@ fn the_readme_screenshot_is_the_example_store_in_this_browser() {
     assert_eq!(&png[1..4], b"PNG");
     std::fs::write(repo().join("docs/dashboard.png"), png).unwrap();
 }
+
+#[test]
+fn an_early_stopped_sweep_shows_its_rungs_and_marks_each_decision_on_the_curves() {
+    let _turn = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(b) = browser("an_early_stopped_sweep_shows_its_rungs") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = crate::common::tiny_manifest(
+        dir.path(),
+        "[experiment]\nname = \"es\"\n[sweep.grid]\n\
+         \"train.lr\" = [3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 8e-3, 1e-2, 2e-2, 3e-2]\n\
+         [sweep.early_stop]\nmethod = \"asha\"\nmin_steps = 5\neta = 3\n",
+    );
+    let db = dir.path().join("runs.db");
+    output(xp(&db).arg("run").arg(&manifest).args([
+        "--set",
+        "train.steps=45",
+        "--set",
+        "train.eval_every=5",
+        "--set",
+        "train.min_lr=1e-5",
+    ]))
+    .success();
+    let log = output(xp(&db).args(["export", "decisions", "es", "--format", "jsonl"])).success();
+    let count = |action: &str| {
+        log.stdout
+            .lines()
+            .filter(|l| l.contains(&format!("\"action\":\"{action}\"")))
+            .count()
+    };
+    let server = Server::start(&db, &[]);
+    b.goto(&server.url).unwrap();
+    wait(&b, "document.body.dataset.ready === '1'", LONG);
+    let panel = b
+        .eval(
+            "const p = document.getElementById('searches'); \
+             return [p.hidden, p.querySelector('h2').textContent, \
+                     p.querySelectorAll('table.rungs tbody tr').length];",
+            vec![],
+        )
+        .unwrap();
+    assert_eq!(panel[0], json!(false));
+    assert!(
+        panel[1]
+            .as_str()
+            .unwrap()
+            .starts_with("es: ASHA on val_loss"),
+        "{panel}"
+    );
+    assert_eq!(panel[2], json!(2), "rungs at steps 5 and 15 of 45");
+    // Every decision is a mark on its run's curve (the 9 runs are all drawn).
+    let marks = wait(&b, "document.getElementById('curves').dataset.marks", LONG);
+    let marks: Value = serde_json::from_str(marks.as_str().unwrap()).unwrap();
+    assert_eq!(
+        marks,
+        json!({"promoted": count("promote"), "stopped": count("stop"), "paused": 0})
+    );
+    assert!(count("stop") > 0 && count("promote") > 0, "{log}");
+}

@@ -20,6 +20,7 @@ pub(super) fn scratch_job<'a>(
         checkpoint_dir: std::env::temp_dir().join(format!("{name}-{}", std::process::id())),
         resume: None,
         device,
+        until: None,
     }
 }
 

@@ -173,7 +173,8 @@ pub fn run(a: Args) -> Result<u8> {
     let started = Instant::now();
     let result = train::train(&job, &mut timings);
     let _ = std::fs::remove_dir_all(&job.checkpoint_dir);
-    let summary = result.map_err(|e| Error::Failed(format!("training failed: {e}")))?;
+    let trained = result.map_err(|e| Error::Failed(format!("training failed: {e}")))?;
+    let summary = trained.summary();
     let wall = started.elapsed().as_secs_f64();
     let first = timings.steps.first().map(|s| s.1 / 1e3);
     let (mut step_ms, mut steady): (Vec<f64>, Vec<f64>) = timings

@@ -1,6 +1,7 @@
 //! `xp export`: what xp recorded, for other tools — metrics and summaries as tables, a run's
 //! model as an ONNX file.
 
+mod decisions;
 mod model;
 mod rows;
 
@@ -21,6 +22,9 @@ enum Export {
     /// A run's model, from one of its checkpoints, as an ONNX file that onnxruntime (and any
     /// ONNX runtime) can run: the whole GPT, α as at that step, the tokenizer in its metadata.
     Model(model::Args),
+    /// An early-stopped experiment's decisions, by bracket and rung: run, action, its value,
+    /// rank and peers, the cut-off and the reason.
+    Decisions(decisions::Args),
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
@@ -28,5 +32,6 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         Export::Metrics(a) => rows::run(rows::Rows::Metrics, a, ctx),
         Export::Summaries(a) => rows::run(rows::Rows::Summaries, a, ctx),
         Export::Model(a) => model::run(a, ctx),
+        Export::Decisions(a) => decisions::run(a, ctx),
     }
 }

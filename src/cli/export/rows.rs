@@ -22,7 +22,7 @@ pub enum Rows {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ExportFormat {
+pub(super) enum ExportFormat {
     Csv,
     Jsonl,
 }

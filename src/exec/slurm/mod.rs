@@ -25,6 +25,9 @@ pub struct TaskSpec {
     pub spec: RunSpec,
     /// The folder `data.path` is relative to (the manifest's), which the nodes must see.
     pub base_dir: PathBuf,
+    /// The rung this attempt trains to, in an early-stopped sweep (none: the last step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
 }
 
 /// A run's folder in the shared folder: `runs/run-N-<key>`, unique per run and content.
@@ -193,6 +196,7 @@ pub fn submit(
             key: run.key.clone(),
             spec: run.spec.clone(),
             base_dir: std::path::absolute(super::base_dir(run)).unwrap_or_default(),
+            until: run.until_step,
         };
         let path = folder.join("spec.json");
         let json = serde_json::to_vec_pretty(&task).expect("plain data serializes");
@@ -304,6 +308,26 @@ pub fn sync(store: &mut Store) -> Result<Synced, Error> {
         }
     }
     Ok(synced)
+}
+
+/// Submits the runs early-stopping decisions promoted on Slurm (they wait `queued` there),
+/// each experiment's as new arrays with its own executor settings; what was submitted.
+pub fn submit_promoted(store: &mut Store) -> Result<Vec<Array>, Error> {
+    let mut submitted = Vec::new();
+    for experiment in store.promoted_on_slurm()? {
+        let queued = store.runs(&RunFilter {
+            experiment: Some(experiment.clone()),
+            status: Some(Status::Queued),
+            limit: Some(1),
+            ..RunFilter::default()
+        })?;
+        let Some(first) = queued.first() else {
+            continue;
+        };
+        let executor = first.spec.config.executor.clone();
+        submitted.extend(submit(store, &experiment, &executor)?);
+    }
+    Ok(submitted)
 }
 
 /// Merges every journal of one run.

@@ -168,12 +168,14 @@ pub fn run(tasks: &Path, log: &mut dyn FnMut(&str)) -> Result<u8, Error> {
         checkpoint_dir: folder.join("checkpoints"),
         resume: resume.map(|(dir, _)| dir),
         device: None,
+        until: spec.until,
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         train::train(&job, &mut recorder)
     }));
     let outcome = match result {
-        Ok(Ok(summary)) => Outcome::Completed { summary },
+        Ok(Ok(train::Trained::Completed(summary))) => Outcome::Completed { summary },
+        Ok(Ok(train::Trained::Paused { step, summary })) => Outcome::Paused { step, summary },
         Ok(Err(train::Error::Interrupted { step })) => Outcome::Interrupted {
             step,
             reason: if requeue.load(Ordering::SeqCst) {

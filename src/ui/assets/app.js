@@ -13,7 +13,7 @@ const S = {
   brush: {},           // axis key -> [lo, hi] in 0..1 of that axis
   metric: "val_loss", x: "step", logx: false, logy: false, smooth: "debiased", param: 0.6,
   chart: null, tables: [], tableOf: {}, lastStep: {}, grouped: false,
-  source: null, chartKey: "", refetch: null,
+  source: null, chartKey: "", refetch: null, marks: [],
 };
 
 // ---------- small helpers ----------
@@ -216,6 +216,28 @@ function showWhereError(err) {
   input.classList.add("bad");
 }
 
+// Each early-stopped experiment: its rungs (waiting, promoted, stopped, on the way) and the
+// best run so far, as `xp status` shows them.
+async function loadSearches() {
+  const panel = document.getElementById("searches");
+  const searches = await api("/api/searches").catch(() => []);
+  panel.hidden = !searches.length;
+  const dot = n => n ? String(n) : "·";
+  panel.replaceChildren(...searches.map(s => h("div", { class: "search", dataset: { experiment: s.experiment } },
+    h("h2", {}, `${s.experiment}: ${s.method}`),
+    h("table", { class: "rungs" },
+      h("thead", {}, h("tr", {}, ...["bracket", "rung", "step", "waiting", "promoted", "stopped", "on the way"].map(t => h("th", {}, t)))),
+      h("tbody", {}, ...s.rungs.map(r => h("tr", {},
+        h("td", { class: "num" }, r.bracket), h("td", { class: "num" }, r.rung), h("td", { class: "num" }, r.step),
+        h("td", { class: "num" }, dot(r.waiting)), h("td", { class: "num" }, dot(r.promoted)),
+        h("td", { class: "num" }, dot(r.stopped)), h("td", { class: "num" }, dot(r.on_the_way)))))),
+    h("p", { class: "muted" },
+      (s.best ? `best so far: ${s.best.run} with ${s.metric} ${loss(s.best.value)} at step ${s.best.step} (${s.best.status}); ` : "") +
+      `trained ${si(s.steps_trained)} of the ${si(s.steps_of_full_grid)} steps of every run to its end ` +
+      `(${Math.round(100 * s.steps_trained / Math.max(1, s.steps_of_full_grid))}%); ` +
+      "on the curves: ▲ promoted, ✕ stopped, ○ paused"))));
+}
+
 async function loadRuns() {
   let page;
   try {
@@ -233,6 +255,7 @@ async function loadRuns() {
   for (const k of Object.keys(S.brush)) if (k !== "best_val_loss" && !page.columns.includes(k)) delete S.brush[k];
   fillGroupSelect();
   renderTable();
+  await loadSearches();
   document.body.dataset.ready = "1";
   window.xpTimings = window.xpTimings || { ready: performance.now() };
   drawParcoords();
@@ -315,6 +338,7 @@ function drawChart(resp) {
     bands.push({ series: [base + 2, base + 1], fill: alpha(c, 0.18) });
     items.push(h("li", { style: `--c:${c}`, dataset: { kind: "group" } }, g.label));
   });
+  S.marks = resp.series.flatMap(s => s.marks || []);
   resp.series.forEach((s, i) => {
     const c = PALETTE[i % PALETTE.length];
     S.lastStep[s.run] = s.last_step;
@@ -351,7 +375,34 @@ function drawChart(resp) {
   S.chart = new uPlot(opts, uPlot.join(S.tables), host);
 }
 
+// Early stopping on the curves: ▲ promoted, ✕ stopped, ○ paused (waiting for its decision).
+const MARK = { promoted: "#2f9e44", stopped: "#d6336c", paused: "#868e96" };
+
+function drawMarks(u) {
+  const ctx = u.ctx, counts = { promoted: 0, stopped: 0, paused: 0 };
+  ctx.save();
+  ctx.lineWidth = 2 * devicePixelRatio;
+  for (const m of S.marks) {
+    if (S.logx && m.x <= 0) continue;
+    const px = u.valToPos(m.x, "x", true), py = u.valToPos(m.y, "y", true);
+    const r = 5 * devicePixelRatio;
+    ctx.strokeStyle = ctx.fillStyle = MARK[m.kind];
+    ctx.beginPath();
+    if (m.kind === "promoted") {
+      ctx.moveTo(px, py - r); ctx.lineTo(px + r, py + r); ctx.lineTo(px - r, py + r); ctx.closePath(); ctx.fill();
+    } else if (m.kind === "stopped") {
+      ctx.moveTo(px - r, py - r); ctx.lineTo(px + r, py + r); ctx.moveTo(px + r, py - r); ctx.lineTo(px - r, py + r); ctx.stroke();
+    } else {
+      ctx.arc(px, py, r, 0, 2 * Math.PI); ctx.stroke();
+    }
+    counts[m.kind]++;
+  }
+  ctx.restore();
+  document.getElementById("curves").dataset.marks = JSON.stringify(counts);
+}
+
 function markChart(u) {
+  drawMarks(u);
   const host = document.getElementById("curves");
   if (window.xpTimings && window.xpTimings.chart == null) window.xpTimings.chart = performance.now();
   const xs = u.data[0];

@@ -111,6 +111,14 @@ impl Action {
         }
     }
 
+    /// What the decision did to the run: `promoted` or `stopped`.
+    pub fn done(self) -> &'static str {
+        match self {
+            Action::Promote => "promoted",
+            Action::Stop => "stopped",
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Action> {
         [Action::Promote, Action::Stop]
             .into_iter()
@@ -137,6 +145,18 @@ pub struct Decision {
     /// The value a run had to match: ASHA's worst promoted value, the median rule's median.
     pub cutoff: Option<f64>,
     pub reason: String,
+}
+
+impl Decision {
+    /// "promoted at step 9: rank 1 of 3: …", as reports say it.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} at step {}: {}",
+            self.action.done(),
+            self.step,
+            self.reason
+        )
+    }
 }
 
 /// One run of the search, as the decisions see it.

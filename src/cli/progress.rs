@@ -113,10 +113,7 @@ fn finished(run: &RunRecord, outcome: &Outcome) -> String {
 
 /// One early-stopping decision, as a line.
 fn decision(d: &Decision) -> String {
-    match d.action {
-        Action::Promote => format!("run-{} promoted at step {}: {}", d.run, d.step, d.reason),
-        Action::Stop => format!("run-{} stopped at step {}: {}", d.run, d.step, d.reason),
-    }
+    format!("run-{} {}", d.run, d.describe())
 }
 
 /// Plain progress lines on stderr, for logs and pipes.

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::output::{ReportFormat, fixed4, or_dash, si, table, write_json};
 use super::{Context, Result, exit};
-use crate::early_stop::Action;
 use crate::store::decisions::Logged;
 use crate::store::{Checkpoint, Liveness, RunRecord, RunState, Status};
 use crate::summary::Summary;
@@ -183,13 +182,10 @@ fn render(s: &Shown, out: &mut impl Write) -> std::io::Result<()> {
     }
     for l in &s.decisions {
         let d = &l.decision;
-        let verdict = match d.action {
-            Action::Promote => "promoted",
-            Action::Stop => "stopped",
-        };
         writeln!(
             out,
-            "  {verdict} at step {} (rung {}): value {:.4}; {}{}",
+            "  {} at step {} (rung {}): value {:.4}; {}{}",
+            d.action.done(),
             d.step,
             d.rung,
             d.value,

@@ -168,14 +168,12 @@ pub fn compare(
     };
     let mut decisions = Vec::with_capacity(runs.len());
     for run in runs {
-        decisions.push(store.decisions_of_run(run.id)?.last().map(|l| {
-            let d = &l.decision;
-            let verdict = match d.action {
-                crate::early_stop::Action::Promote => "promoted",
-                crate::early_stop::Action::Stop => "stopped",
-            };
-            format!("{verdict} at step {}: {}", d.step, d.reason)
-        }));
+        decisions.push(
+            store
+                .decisions_of_run(run.id)?
+                .last()
+                .map(|l| l.decision.describe()),
+        );
     }
     Ok(Comparison {
         decisions,

@@ -116,8 +116,8 @@ impl Store {
 
     /// The folder retention may delete for a recorded path of `run`: a `step-…` folder right
     /// inside this store's checkpoint folder for the run (or, for runs recorded by an older
-    /// xp, `checkpoints/run-N` beside the store), and nothing anywhere else, whatever the
-    /// database says.
+    /// xp, `checkpoints/run-N` beside the store, or, for a run trained on Slurm, its folder in
+    /// the shared folder), and nothing anywhere else, whatever the database says.
     pub(super) fn deletable(&self, run: i64, recorded: &str) -> Option<PathBuf> {
         let target = std::fs::canonicalize(self.checkpoint_path(recorded)).ok()?;
         let named_as_step = target
@@ -130,7 +130,9 @@ impl Store {
         let inside = roots.iter().any(|root| {
             std::fs::canonicalize(root).is_ok_and(|root| target.parent() == Some(root.as_path()))
         });
-        (named_as_step && inside).then_some(target)
+        (named_as_step && inside)
+            .then_some(target.clone())
+            .or_else(|| in_shared_run_folder(run, &target))
     }
 
     /// Registers a checkpoint and applies retention: the `keep_last` newest and, if asked, the
@@ -188,6 +190,18 @@ impl Store {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// A checkpoint of a run that trained on Slurm: `…/runs/run-N-<key>/checkpoints/step-…` in
+/// the shared folder, N the run, and nothing else.
+fn in_shared_run_folder(run: i64, path: &Path) -> Option<PathBuf> {
+    let step = path.file_name()?.to_string_lossy().starts_with("step-");
+    let parent = path.parent()?;
+    let folder = parent.parent()?.file_name()?.to_string_lossy().into_owned();
+    let ours = parent.file_name()? == "checkpoints"
+        && folder.starts_with(&format!("run-{run}-"))
+        && path.parent()?.parent()?.parent()?.file_name()? == "runs";
+    (step && ours).then_some(path.to_path_buf())
 }
 
 #[cfg(test)]

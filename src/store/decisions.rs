@@ -35,6 +35,19 @@ struct Place {
     early_stop: Option<crate::sweep::spec::Rungs>,
 }
 
+/// Early-stopping settings as an experiment stores them (`experiments.early_stop`).
+fn parse_settings(text: Option<String>, experiment: &str) -> Result<Option<EarlyStop>> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| {
+            Error::Unreadable(format!(
+                "the early-stopping settings of experiment {experiment} cannot be read ({e}); \
+                 they were written by another xp"
+            ))
+        })
+    })
+    .transpose()
+}
+
 /// The experiment's early-stopping settings, if its runs stop early.
 fn settings(tx: &Transaction<'_>, experiment: i64) -> Result<Option<EarlyStop>> {
     let text: Option<String> = tx
@@ -45,15 +58,7 @@ fn settings(tx: &Transaction<'_>, experiment: i64) -> Result<Option<EarlyStop>> 
         )
         .optional()?
         .flatten();
-    match text {
-        None => Ok(None),
-        Some(t) => serde_json::from_str(&t).map(Some).map_err(|e| {
-            Error::Unreadable(format!(
-                "the early-stopping settings of experiment {experiment} cannot be read ({e}); \
-                 they were written by another xp"
-            ))
-        }),
-    }
+    parse_settings(text, &experiment.to_string())
 }
 
 /// The log of an experiment, in the order it was taken.
@@ -236,19 +241,6 @@ pub(super) fn decide(tx: &Transaction<'_>, experiment: i64) -> Result<Taken> {
     Ok(taken)
 }
 
-/// A checkpoint of a run that trained on Slurm: `…/runs/run-N-<key>/checkpoints/step-…` in
-/// the shared folder, N the run, and nothing else.
-fn in_shared_run_folder(run: i64, recorded: &str) -> Option<std::path::PathBuf> {
-    let path = std::fs::canonicalize(recorded).ok()?;
-    let step = path.file_name()?.to_string_lossy().starts_with("step-");
-    let parent = path.parent()?;
-    let folder = parent.parent()?.file_name()?.to_string_lossy().into_owned();
-    let ours = parent.file_name()? == "checkpoints"
-        && folder.starts_with(&format!("run-{run}-"))
-        && path.parent()?.parent()?.parent()?.file_name()? == "runs";
-    (step && ours).then_some(path)
-}
-
 /// The experiment a run belongs to.
 pub(super) fn experiment_of(tx: &Transaction<'_>, run: i64) -> Result<Option<i64>> {
     Ok(tx
@@ -284,10 +276,7 @@ impl Store {
     /// Deletes the folders of checkpoints whose rows are gone (a stopped run's).
     pub(super) fn drop_checkpoints(&self, dropped: &[(i64, String)]) {
         for (run, path) in dropped {
-            match self
-                .deletable(*run, path)
-                .or_else(|| in_shared_run_folder(*run, path))
-            {
+            match self.deletable(*run, path) {
                 Some(dir) => {
                     if let Err(e) = std::fs::remove_dir_all(&dir) {
                         tracing::warn!(
@@ -315,14 +304,7 @@ impl Store {
             )
             .optional()?
             .flatten();
-        text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| {
-                Error::Unreadable(format!(
-                    "the early-stopping settings of {experiment} cannot be read ({e})"
-                ))
-            })
-        })
-        .transpose()
+        parse_settings(text, experiment)
     }
 
     /// An experiment's decision log, by bracket and rung, each rung's in the order taken: the

@@ -306,10 +306,7 @@ fn marks(store: &Store, run: &RunRecord, c: &Curve) -> Answer<Vec<Mark>> {
                 step: d.step,
                 x,
                 y,
-                kind: match d.action {
-                    crate::early_stop::Action::Promote => "promoted",
-                    crate::early_stop::Action::Stop => "stopped",
-                },
+                kind: d.action.done(),
                 reason: d.reason,
             });
         }

@@ -30,6 +30,11 @@ pub struct EarlyStop {
     pub smooth: u32,
     pub min_peers: u32,
     pub seed: u64,
+    /// Decide each result as it arrives, never waiting for later runs (a search's trials:
+    /// a trial that waited for trials chosen after it ends would wait forever). ASHA then
+    /// stops a run outside the top 1/eta of the results so far, as Ray Tune's ASHA does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_arrival: bool,
 }
 
 impl EarlyStop {
@@ -219,6 +224,9 @@ pub fn decide(
                 .map(|d| (d.run, d.action))
                 .collect();
             let taken = match config.method {
+                StopMethod::Asha | StopMethod::Hyperband if config.on_arrival => {
+                    rung.asha_on_arrival(&results, decided)
+                }
                 StopMethod::Asha | StopMethod::Hyperband => rung.asha(&results, complete, decided),
                 StopMethod::Median => rung.median(&results, decided),
             };
@@ -344,6 +352,41 @@ impl Rung<'_> {
         out
     }
 
+    /// ASHA deciding on arrival: each result, in order, goes on if it is in the top 1/eta
+    /// (at least the best) of itself and the results before it; with fewer than `min_peers`
+    /// results before it, it goes on.
+    fn asha_on_arrival(
+        &self,
+        results: &[(i64, f64)],
+        decided: HashMap<i64, Action>,
+    ) -> Vec<Decision> {
+        let (eta, min_peers) = (self.config.eta as usize, self.config.min_peers as usize);
+        let mut out = Vec::new();
+        for (q, &result) in results.iter().enumerate() {
+            if decided.contains_key(&result.0) {
+                continue;
+            }
+            let p = q + 1;
+            let ranked = self.ranked(&results[..p]);
+            let rank = 1 + ranked.iter().position(|r| r.0 == result.0).unwrap_or(q);
+            if q < min_peers {
+                let reason = format!("{q} earlier results, fewer than min_peers = {min_peers}");
+                out.push(self.decision(result, Action::Promote, rank, p, None, reason));
+                continue;
+            }
+            let top = (p / eta).max(1);
+            let cutoff = ranked[top - 1].1;
+            let (action, verdict) = if rank <= top {
+                (Action::Promote, "in")
+            } else {
+                (Action::Stop, "outside")
+            };
+            let reason = format!("rank {rank} of {p}: {verdict} the top {top} (1/{eta}) so far");
+            out.push(self.decision(result, action, rank, p, Some(cutoff), reason));
+        }
+        out
+    }
+
     /// The median rule: each result, in order, goes on if it is no worse than the median of
     /// the results before it (with fewer than `min_peers` of those, it goes on).
     fn median(&self, results: &[(i64, f64)], decided: HashMap<i64, Action>) -> Vec<Decision> {
@@ -400,6 +443,7 @@ mod tests {
             smooth: 1,
             min_peers: 1,
             seed: 0,
+            on_arrival: false,
         }
     }
 
@@ -438,6 +482,45 @@ mod tests {
             ..config(StopMethod::Asha)
         };
         assert_eq!(huge.rungs(0, u64::MAX), [u64::MAX / 2]);
+    }
+
+    #[test]
+    fn asha_on_arrival_decides_each_result_against_those_before_it_and_never_waits() {
+        // A search's trials: results arrive in trial order and nothing waits for a later one.
+        let c = EarlyStop {
+            on_arrival: true,
+            min_peers: 2,
+            ..config(StopMethod::Asha)
+        };
+        let values = [3.0, 2.0, 2.5, 1.0, 4.0, 1.5];
+        let entrants: Vec<Entrant> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| entrant(i as i64 + 1, &[Some(v), None]))
+            .collect();
+        let taken = decide(&c, 100, &entrants, &[]);
+        // Two on min_peers; 2.5 is 2nd of 3 (top 1 goes on), 1.0 1st of 4, 4.0 5th of 5,
+        // 1.5 2nd of 6 (top 2).
+        assert_eq!(
+            actions(&taken),
+            [
+                (1, 0, Action::Promote),
+                (2, 0, Action::Promote),
+                (3, 0, Action::Stop),
+                (4, 0, Action::Promote),
+                (5, 0, Action::Stop),
+                (6, 0, Action::Promote),
+            ]
+        );
+        assert_eq!(
+            taken[2].reason,
+            "rank 2 of 3: outside the top 1 (1/3) so far"
+        );
+        assert_eq!(taken[2].cutoff, Some(2.0));
+        // A late result holds those after it, as ever, but the rung need not be complete.
+        let mut late = entrants.clone();
+        late[2].values[0] = None;
+        assert_eq!(actions(&decide(&c, 100, &late, &[])).len(), 2);
     }
 
     #[test]

@@ -4,11 +4,12 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use super::load::load_and_plan;
-use super::output::{Format, si, write_csv, write_table};
+use super::output::{Format, duration, si, write_csv, write_table};
 use super::{Context, Result, exit};
 use crate::count::Count;
+use crate::forecast::{self, Forecast, Speeds};
 use crate::manifest::layers;
-use crate::sweep::{self, Plan};
+use crate::sweep::{self, Plan, RunSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,6 +23,124 @@ pub struct Args {
     /// Say which layer each value of KEY came from (repeatable).
     #[arg(long, value_name = "KEY")]
     explain: Vec<String>,
+    /// Forecast with N runs training at once (default: the manifest's executor.jobs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    jobs: Option<u32>,
+    /// Measure the speed of each model shape this machine has not trained (a short run of
+    /// each, N at once, kept in the cache) before forecasting.
+    #[arg(long)]
+    measure: bool,
+}
+
+/// Where `--measure` keeps its probe runs: a store in the cache folder, shared by every
+/// manifest, so that a shape is measured once per machine and number of runs at once.
+fn probe_store() -> PathBuf {
+    crate::data::cache_dir().join("probes.db")
+}
+
+/// Speeds on this machine: from the store's runs and the probes' (what is missing of a
+/// shape's is measured first with `measure`).
+fn speeds(plan: &Plan, ctx: &Context, jobs: u32, measure: bool) -> Result<Speeds> {
+    let host = crate::exec::provenance::host().unwrap_or_default();
+    let mut own = Speeds::default();
+    if ctx.db.exists() {
+        let store = ctx.open_existing_store()?;
+        own = Speeds::fit(&store.speed_samples(&host)?);
+    }
+    let probes = probe_store();
+    if !probes.exists() && !measure {
+        return Ok(own);
+    }
+    if let Some(dir) = probes.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            super::Error::Usage(format!(
+                "cannot create the cache folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let mut store = crate::store::Store::open(&probes)?;
+    let with_probes = |store: &crate::store::Store| -> Result<Speeds> {
+        let mut speeds = own.clone();
+        speeds.merge(Speeds::fit(&store.speed_samples(&host)?));
+        Ok(speeds)
+    };
+    let speeds = with_probes(&store)?;
+    if !measure {
+        return Ok(speeds);
+    }
+    let missing: Vec<RunSpec> = forecast::shapes(plan, 64)
+        .into_iter()
+        .filter(|r| !speeds.has(&forecast::shape(&r.config, r.vocab_size), jobs))
+        .collect();
+    if missing.is_empty() {
+        return Ok(speeds);
+    }
+    probe(&mut store, &probes, plan, &missing, jobs)?;
+    with_probes(&store)
+}
+
+/// Trains short runs of each shape, `jobs` at once, in the probe store: one evaluation interval
+/// each (at most 500 steps), so that evaluations weigh as in the sweep.
+fn probe(
+    store: &mut crate::store::Store,
+    db: &std::path::Path,
+    plan: &Plan,
+    shapes: &[RunSpec],
+    jobs: u32,
+) -> Result<()> {
+    let mut runs = Vec::new();
+    // Twice `jobs` copies of each shape: the first `jobs` at once start cold (their process
+    // compiles the shape's kernels), the next `jobs` show the speed a sweep's later runs have.
+    for spec in shapes {
+        for copy in 0..2 * jobs {
+            let mut run = spec.clone();
+            let t = &mut run.config.train;
+            t.steps = t.steps.min(t.eval_every.max(t.log_every).clamp(10, 500));
+            t.warmup_steps = t.warmup_steps.min(t.steps / 2);
+            t.seed = t.seed.wrapping_add(copy as u64);
+            run.early_stop = None;
+            run.swept = Vec::new();
+            run.index = runs.len();
+            // One probe per shape, copy and number at once, whatever else the run sets: a
+            // shape measured once is not measured again.
+            let shape = forecast::shape(&run.config, run.vocab_size);
+            run.key = blake3::hash(format!("probe {shape} {copy} of {}", 2 * jobs).as_bytes())
+                .to_hex()
+                .to_string();
+            run.tokens = crate::sweep::spec::tokens(&run.config);
+            runs.push(run);
+        }
+    }
+    let mut probe_plan = plan.clone();
+    probe_plan.experiment.name = format!("probe-x{jobs}");
+    probe_plan.runs = runs;
+    probe_plan.early_stop = None;
+    probe_plan.search = None;
+    probe_plan.excluded = Vec::new();
+    let origins = vec![Default::default(); probe_plan.runs.len()];
+    let provenance = crate::store::Provenance {
+        host: crate::exec::provenance::host(),
+        ..Default::default()
+    };
+    store.enqueue(&probe_plan, &provenance, &origins)?;
+    eprintln!(
+        "measuring {} on this machine ({} at once, {} steps each) in {}",
+        Count::numbered("model shape", shapes.len()),
+        jobs,
+        probe_plan.runs.first().map_or(0, |r| r.config.train.steps),
+        db.display()
+    );
+    let devices = &plan.executor().devices;
+    let workers = crate::exec::Workers { jobs, devices };
+    super::progress::execute_in(
+        store,
+        db,
+        crate::exec::Queue::Experiment(&probe_plan.experiment.name),
+        false,
+        &workers,
+    )?;
+    Ok(())
 }
 
 fn gb(bytes: u64) -> String {
@@ -29,14 +148,19 @@ fn gb(bytes: u64) -> String {
 }
 
 /// Header and rows of the plan table: only the swept columns that vary.
-pub fn rows(plan: &Plan) -> (Vec<String>, Vec<Vec<String>>) {
+/// With a forecast, each run's expected time (trained to its end).
+pub fn rows(plan: &Plan, forecast: Option<&Forecast>) -> (Vec<String>, Vec<Vec<String>>) {
     let mut header: Vec<String> = vec!["#".into(), "key".into()];
     header.extend(plan.varying.iter().cloned());
     header.extend(["params", "memory GB", "budget GB", "tokens"].map(String::from));
+    if forecast.is_some() {
+        header.push("time".into());
+    }
     let rows = plan
         .runs
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let mut row = vec![r.index.to_string(), r.key[..10].to_string()];
             for key in &plan.varying {
                 let v = r
@@ -51,6 +175,15 @@ pub fn rows(plan: &Plan) -> (Vec<String>, Vec<Vec<String>>) {
             row.push(gb(r.memory.total));
             row.push(format!("{}", r.config.hardware.memory_budget_gb));
             row.push(si(r.tokens as f64));
+            if let Some(f) = forecast {
+                row.push(
+                    f.per_run
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map_or("?".into(), duration),
+                );
+            }
             row
         })
         .collect();
@@ -74,6 +207,14 @@ pub fn totals(plan: &Plan) -> String {
         line.push_str(&format!(
             "; {} identical to an earlier run, merged",
             plan.merged
+        ));
+    }
+    if let Some(search) = &plan.search {
+        line.push_str(&format!(
+            "\nsearch: {}; these {} are chosen before any trial ends, the other {} as trials end",
+            search.describe(),
+            Count::numbered("trial", plan.runs.len()),
+            search.trials.saturating_sub(plan.runs.len() as u64)
         ));
     }
     if let (Some(settings), Some(first)) = (&plan.early_stop, plan.runs.first()) {
@@ -142,8 +283,47 @@ fn explain(out: &mut impl Write, plan: &Plan, key: &str) -> std::io::Result<()> 
     }
 }
 
-pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
+/// The forecast line under a plan.
+fn forecast_line(plan: &Plan, forecast: Option<&Forecast>, speeds: &Speeds, jobs: u32) -> String {
+    let at_once = format!("{} at once", jobs);
+    let Some(f) = forecast else {
+        let missing = forecast::shapes(plan, 64)
+            .iter()
+            .filter(|r| {
+                speeds
+                    .get(&forecast::shape(&r.config, r.vocab_size), jobs)
+                    .is_none()
+            })
+            .count();
+        return format!(
+            "forecast: none — {} never trained on this machine; `xp plan --measure` \
+             measures them (a short run of each)",
+            Count::numbered("model shape", missing)
+        );
+    };
+    if f.simulations > 1 {
+        format!(
+            "forecast ({at_once}): {} (P10–P90 {} – {}; {:.0} s, {:.0}–{:.0} s), {} steps \
+             (median), over {} simulated outcomes of its decisions and trials",
+            duration(f.p50),
+            duration(f.p10),
+            duration(f.p90),
+            f.p50,
+            f.p10,
+            f.p90,
+            si(f.steps as f64),
+            f.simulations
+        )
+    } else {
+        format!("forecast ({at_once}): {} ({:.0} s)", duration(f.p50), f.p50)
+    }
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     let (_, _, plan) = load_and_plan(&args.manifest, &args.sets)?;
+    let jobs = args.jobs.unwrap_or(plan.executor().jobs.max(1));
+    let speeds = speeds(&plan, ctx, jobs, args.measure)?;
+    let forecast = forecast::of_plan(&plan, &speeds, jobs);
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
     match args.format {
@@ -153,11 +333,11 @@ pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
             writeln!(out)?;
         }
         Format::Csv => {
-            let (header, rows) = rows(&plan);
+            let (header, rows) = rows(&plan, forecast.as_ref());
             write_csv(&mut out, &header, &rows)?;
         }
         Format::Table => {
-            let (header, rows) = rows(&plan);
+            let (header, rows) = rows(&plan, forecast.as_ref());
             writeln!(
                 out,
                 "experiment {} ({})",
@@ -166,6 +346,11 @@ pub fn run(args: Args, _ctx: &Context) -> Result<u8> {
             )?;
             write_table(&mut out, header, rows)?;
             writeln!(out, "{}", totals(&plan))?;
+            writeln!(
+                out,
+                "{}",
+                forecast_line(&plan, forecast.as_ref(), &speeds, jobs)
+            )?;
         }
     }
     for key in &args.explain {

@@ -34,10 +34,22 @@ pub fn execute(
     workers: &Workers<'_>,
     ctx: &Context,
 ) -> Result<exec::Report> {
+    execute_in(store, &ctx.db, queue, fail_fast, workers)
+}
+
+/// [`execute`] on the store at `db` (another than the context's: `xp plan --measure`'s
+/// probes).
+pub fn execute_in(
+    store: &mut Store,
+    db: &std::path::Path,
+    queue: Queue<'_>,
+    fail_fast: bool,
+    workers: &Workers<'_>,
+) -> Result<exec::Report> {
     let mut observer = observer();
     Ok(exec::run_queue(
         store,
-        &ctx.db,
+        db,
         queue,
         fail_fast,
         workers,

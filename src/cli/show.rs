@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::output::{ReportFormat, fixed4, or_dash, si, table, write_json};
 use super::{Context, Result, exit};
+use crate::report::trials::Trials;
 use crate::store::decisions::Logged;
 use crate::store::{Checkpoint, Liveness, RunRecord, RunState, Status};
 use crate::summary::Summary;
@@ -39,6 +40,11 @@ struct Shown {
     checkpoints: Vec<Checkpoint>,
     /// Its early-stopping decisions, in the order taken.
     decisions: Vec<Logged>,
+    /// The trial it is of a search, and the search's trials so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trial: Option<crate::store::trials::Trial>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<Trials>,
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
@@ -63,6 +69,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         latest_metrics,
         checkpoints: store.checkpoints(run.id)?,
         decisions: store.decisions_of_run(run.id)?,
+        trial: store
+            .trials(&run.experiment)?
+            .and_then(|(_, t)| t.into_iter().find(|t| t.run == run.id)),
+        search: crate::report::trials::trials(&store, &run.experiment)?,
         run,
     };
     let mut out = std::io::stdout().lock();
@@ -194,6 +204,14 @@ fn render(s: &Shown, out: &mut impl Write) -> std::io::Result<()> {
                 .map(|c| format!("; cut-off {c:.4}"))
                 .unwrap_or_default(),
         )?;
+    }
+    if let (Some(t), Some(search)) = (&s.trial, &s.search) {
+        writeln!(
+            out,
+            "trial {} of {}: {} (it saw {} ended trials)",
+            t.trial, search.planned, t.how, t.seen
+        )?;
+        super::status::render_trials(search, out)?;
     }
     for c in &s.checkpoints {
         let val = c

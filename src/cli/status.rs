@@ -8,6 +8,7 @@ use super::{Context, Result, context, exit};
 use crate::count::Count;
 use crate::report::search::Search;
 use crate::report::status::{StatusReport, status};
+use crate::report::trials::Trials;
 use crate::store::{Status, Store};
 
 #[derive(Debug, clap::Args)]
@@ -60,13 +61,21 @@ fn render(status: &StatusReport, store: &Store, out: &mut impl Write) -> std::io
     for search in &status.searches {
         render_search(search, out)?;
     }
+    for trials in &status.trials {
+        render_trials(trials, out)?;
+    }
     for r in &status.remaining {
         writeln!(
             out,
-            "{}: {} to go, about {} left{}",
+            "{}: {} to go, about {} left{}{}",
             r.experiment,
             Count::numbered("run", r.runs_left),
             duration(r.eta_s),
+            r.range_s.map_or(String::new(), |(lo, hi)| format!(
+                " (P10–P90 {} – {})",
+                duration(lo),
+                duration(hi)
+            )),
             if r.workers > 1 {
                 format!(" over {} workers", r.workers)
             } else {
@@ -125,6 +134,58 @@ fn render(status: &StatusReport, store: &Store, out: &mut impl Write) -> std::io
     }
     for r in &status.recent_failures {
         writeln!(out, "failed {} ({}): {}", r.run, r.experiment, r.error)?;
+    }
+    Ok(())
+}
+
+/// A search's trials: each one's settings, how it ended, its objective and the best so far.
+pub fn render_trials(t: &Trials, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}: {}; {} of {} trials chosen",
+        t.experiment,
+        t.method,
+        t.rows.len(),
+        t.planned
+    )?;
+    let keys: Vec<String> = t
+        .rows
+        .first()
+        .map(|r| r.settings.iter().map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default();
+    let mut header: Vec<String> = ["trial", "run", "status", "step", "objective", "best so far"]
+        .map(String::from)
+        .to_vec();
+    header.extend(keys.iter().cloned());
+    let mut table = table(header);
+    for r in &t.rows {
+        let mut row = vec![
+            r.trial.to_string(),
+            r.run.clone(),
+            r.status.to_string(),
+            r.step.to_string(),
+            fixed4(r.value),
+            fixed4(r.best_so_far),
+        ];
+        row.extend(r.settings.iter().map(|(_, v)| crate::sweep::short(v)));
+        table.add_row(row);
+    }
+    writeln!(out, "{table}")?;
+    if let Some(best) = t.best.and_then(|b| t.rows.iter().find(|r| r.trial == b)) {
+        let settings: Vec<String> = best
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k}={}", crate::sweep::short(v)))
+            .collect();
+        writeln!(
+            out,
+            "best: trial {} ({}), {} {}, {}",
+            best.trial,
+            best.run,
+            t.metric,
+            fixed4(best.value),
+            settings.join(" ")
+        )?;
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ pub fn run(_args: Args, ctx: &Context) -> Result<u8> {
     for a in slurm::submit_promoted(&mut store)? {
         writeln!(
             out,
-            "submitted Slurm job {} for {} promoted by early stopping: {}",
+            "submitted Slurm job {} for {} promoted by early stopping or chosen by a search: {}",
             a.job,
             crate::count::Count::numbered("run", a.runs.len()),
             a.runs

@@ -267,12 +267,14 @@ fn finish(
 }
 
 /// Whether a worker that found nothing to claim should wait: its experiment stops runs early
-/// and another process is training one of its runs, whose pause can promote others.
+/// or chooses trials, and another process is training one of its runs, whose pause can promote
+/// others and whose end can let the next trial be chosen.
 fn waits_for_others(store: &Store, queue: &Queue<'_>) -> Result<bool, Error> {
     let Queue::Experiment(name) = queue else {
         return Ok(false);
     };
-    Ok(store.early_stop(name)?.is_some() && store.running_elsewhere(name)?)
+    Ok((store.early_stop(name)?.is_some() || store.choosing(name)?)
+        && store.running_elsewhere(name)?)
 }
 
 /// How many runs a queue will take, and their remaining steps: for an experiment, the runs

@@ -536,6 +536,77 @@ pub struct Sweep {
     // inside it is reported at its key.
     #[schemars(with = "EarlyStopSection")]
     pub early_stop: Option<EarlyStopSection>,
+    /// Search: trials whose settings a model of the results so far chooses (TPE), instead of
+    /// axes fixed before the sweep starts.
+    #[schemars(with = "SearchSection")]
+    pub search: Option<SearchSection>,
+}
+
+/// `[sweep.search]`: `trials` runs, each setting every key of `space`; the first
+/// `startup_trials` drawn at random, the rest by TPE from the results of the trials that ended
+/// at least `lag` trials before (docs/manifest.md "Search").
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSection {
+    /// `tpe` (tree-structured Parzen estimators) or `random` (every trial from the space).
+    pub method: SearchMethod,
+    /// How many trials (runs) the search trains.
+    #[schemars(range(min = 1, max = 100000))]
+    pub trials: u32,
+    /// Trials drawn at random before TPE takes over (default: 10, at most `trials`).
+    #[schemars(range(min = 1, max = 100000))]
+    pub startup_trials: Option<u32>,
+    /// Seed of the search: trial k draws from a generator seeded by (seed, k).
+    #[serde(default)]
+    pub seed: u64,
+    /// Trial k sees the results of trials before k − lag, once all of those have ended: up to
+    /// lag + 1 trials train at once, and the trials are the same for any number of workers.
+    #[serde(default = "default_lag")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub lag: u32,
+    /// The metric the search minimises (or maximises): `val_loss`, `val_ppl` or `train_loss`.
+    #[serde(default = "default_objective")]
+    pub metric: String,
+    /// Whether lower (`min`) or higher (`max`) values of the metric are better.
+    #[serde(default)]
+    pub mode: ObjectiveMode,
+    /// Candidates drawn from the good trials' density; the one most likely good is taken.
+    #[serde(default = "default_candidates")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub candidates: u32,
+    /// The share of trials that count as good: the best ceil(gamma · n), at most 25.
+    #[serde(default = "default_gamma")]
+    #[schemars(extend("exclusiveMinimum" = 0.0), range(max = 1.0))]
+    pub gamma: f64,
+    /// Model the keys jointly (one kernel per trial for every key) rather than one by one.
+    #[serde(default = "default_true")]
+    pub multivariate: bool,
+    /// The keys searched and their distributions, as in `[sweep.random]`.
+    #[schemars(length(min = 1))]
+    pub space: BTreeMap<String, Distribution>,
+}
+
+/// How a search chooses its trials.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMethod {
+    /// Tree-structured Parzen estimators (Bergstra et al. 2011), as Optuna's default sampler.
+    Tpe,
+    /// Every trial drawn from the space: the baseline TPE must beat.
+    Random,
+}
+
+fn default_lag() -> u32 {
+    3
+}
+fn default_candidates() -> u32 {
+    24
+}
+fn default_gamma() -> f64 {
+    0.1
+}
+fn default_true() -> bool {
+    true
 }
 
 /// `[sweep.early_stop]`: each run pauses at rungs `min_steps · eta^k` (below `train.steps`),

@@ -1,6 +1,7 @@
-//! The one model of remaining time: steps left × seconds per step ÷ runs training at once.
+//! The pace model of remaining time: steps left × seconds per step ÷ runs training at once.
 //! Its paces come from finished runs' wall time, running runs' last step time, or progress
-//! watched as it arrives; `xp status` and `xp run`'s progress lines both use it.
+//! watched as it arrives; `xp run`'s progress lines use it, and `xp status` where the
+//! forecast's model (`crate::forecast`) has no speed for an experiment's shapes.
 
 use std::time::Instant;
 

@@ -7,3 +7,4 @@ pub mod eta;
 pub mod search;
 pub mod settings;
 pub mod status;
+pub mod trials;

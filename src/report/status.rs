@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::eta::Pace;
 use super::search::{Search, search};
+use crate::forecast::{self, Speeds, Sweep, Work};
 use crate::store::{
     self, ExperimentCounts, Liveness, RunFilter, RunRecord, RunState, Status, Store,
 };
@@ -40,13 +41,16 @@ pub struct OnSlurm {
     pub slurm_state: Option<String>,
 }
 
-/// How long an experiment has left, by the pace of its runs so far.
+/// How long an experiment has left: the forecast's (`crate::forecast`) from the speeds measured
+/// on this machine, else by the pace of its runs so far.
 #[derive(Debug, Serialize)]
 pub struct Remaining {
     pub experiment: String,
     pub runs_left: usize,
     pub workers: usize,
     pub eta_s: f64,
+    /// P10 and P90 of the time left, where decisions or trials to come make it uncertain.
+    pub range_s: Option<(f64, f64)>,
 }
 
 /// A run that ended badly, with the first line of its error.
@@ -70,6 +74,8 @@ pub struct StatusReport {
     pub interrupted: Vec<Ended>,
     /// The experiments that stop runs early, as searches: their rungs and best run.
     pub searches: Vec<Search>,
+    /// The experiments that choose their runs: their trials so far.
+    pub trials: Vec<super::trials::Trials>,
 }
 
 /// The remaining time of an experiment: the steps its unfinished runs have left, at the
@@ -81,6 +87,14 @@ fn remaining(
     running: &[Running],
     live: &[Pace],
 ) -> store::Result<Option<Remaining>> {
+    let workers = running
+        .iter()
+        .filter(|r| r.experiment == experiment && r.stale.is_none())
+        .count()
+        .max(1);
+    if let Some(r) = forecast_left(store, experiment, workers)? {
+        return Ok(Some(r));
+    }
     let runs = store.run_times(experiment)?;
     let finished: Vec<Pace> = runs
         .iter()
@@ -98,16 +112,74 @@ fn remaining(
     if left.is_empty() {
         return Ok(None);
     }
-    let workers = running
-        .iter()
-        .filter(|r| r.experiment == experiment && r.stale.is_none())
-        .count()
-        .max(1);
     Ok(Some(Remaining {
         experiment: experiment.to_string(),
         runs_left: left.len(),
         workers,
         eta_s: pace.eta(left.iter().sum(), workers),
+        range_s: None,
+    }))
+}
+
+/// The speeds measured on this machine: its runs in `store`, and `xp plan --measure`'s probes.
+pub fn speeds(store: &Store) -> store::Result<Speeds> {
+    let host = crate::exec::provenance::host().unwrap_or_default();
+    let mut speeds = Speeds::fit(&store.speed_samples(&host)?);
+    let probes = crate::data::cache_dir().join("probes.db");
+    if probes.exists() && probes != store.path() {
+        let probe = Store::open_existing(&probes)?;
+        speeds.merge(Speeds::fit(&probe.speed_samples(&host)?));
+    }
+    Ok(speeds)
+}
+
+/// The time an experiment has left by the forecast's model: its runs from where each stands,
+/// the decisions and trials still to come simulated; `None` without speeds for its shapes.
+fn forecast_left(
+    store: &Store,
+    experiment: &str,
+    workers: usize,
+) -> store::Result<Option<Remaining>> {
+    let runs = store.runs(&RunFilter {
+        experiment: Some(experiment.to_string()),
+        ..RunFilter::default()
+    })?;
+    let trials = store.trials(experiment)?;
+    let chosen = trials.as_ref().map_or(0, |(_, t)| t.len() as u64);
+    let to_choose = trials
+        .as_ref()
+        .map_or(0, |(s, _)| s.trials.saturating_sub(chosen)) as usize;
+    let left = runs.iter().filter(|r| r.status().is_unfinished()).count() + to_choose;
+    if left == 0 {
+        return Ok(None);
+    }
+    let Some(first) = runs.iter().min_by_key(|r| (r.plan_index, r.id)) else {
+        return Ok(None);
+    };
+    let early_stop = store.early_stop(experiment)?;
+    let work: Vec<Work> = runs
+        .iter()
+        .map(|r| Work {
+            done: r.step,
+            ended: !r.status().is_unfinished(),
+            ..forecast::work(&r.spec)
+        })
+        .collect();
+    let sweep = Sweep {
+        experiment,
+        first: &first.spec,
+        early_stop: early_stop.as_ref(),
+        search: trials.as_ref().map(|(s, _)| s),
+    };
+    let Some(f) = sweep.forecast(&work, &speeds(store)?, workers as u32) else {
+        return Ok(None);
+    };
+    Ok(Some(Remaining {
+        experiment: experiment.to_string(),
+        runs_left: left,
+        workers,
+        eta_s: f.p50,
+        range_s: (f.simulations > 1).then_some((f.p10, f.p90)),
     }))
 }
 
@@ -202,11 +274,14 @@ pub fn status(store: &Store, experiment: Option<&String>) -> store::Result<Statu
         experiment: r.experiment,
     };
     let mut searches = Vec::new();
+    let mut trials = Vec::new();
     for e in &experiments {
         searches.extend(search(store, &e.experiment)?);
+        trials.extend(super::trials::trials(store, &e.experiment)?);
     }
     Ok(StatusReport {
         searches,
+        trials,
         experiments,
         remaining: remaining_time,
         running,

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::state::Status;
-use super::{Error, Result, Store, now};
+use super::{Error, Result, Store, experiment_id, now};
 use crate::early_stop::{self, Action, Decision, EarlyStop, Entrant};
 
 /// A decision as the log holds it, with its place in the log.
@@ -27,6 +27,8 @@ pub struct Logged {
 pub(super) struct Taken {
     pub decisions: Vec<Decision>,
     pub dropped: Vec<(i64, String)>,
+    /// Trials of a search chosen (and queued).
+    pub trials: usize,
 }
 
 /// The part of a stored run spec the decisions read.
@@ -116,10 +118,17 @@ fn value_at(
     ))
 }
 
-/// Takes every decision the recorded results of `experiment` allow and the log lacks, records
-/// them and applies them: a promoted run is queued to train to its next rung (or its last
+/// Takes every early-stopping decision the recorded results of `experiment` allow and the log
+/// lacks, records them and applies them: a promoted run is queued to train to its next rung (or its last
 /// step), a stopped run is `stopped` and its checkpoints dropped.
+/// Then, in a search, chooses the trials that the trials ended so far allow.
 pub(super) fn decide(tx: &Transaction<'_>, experiment: i64) -> Result<Taken> {
+    let mut taken = stop_early(tx, experiment)?;
+    taken.trials = super::trials::advance(tx, experiment)?;
+    Ok(taken)
+}
+
+fn stop_early(tx: &Transaction<'_>, experiment: i64) -> Result<Taken> {
     let Some(settings) = settings(tx, experiment)? else {
         return Ok(Taken::default());
     };
@@ -257,13 +266,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let id: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM experiments WHERE name = ?1",
-                [experiment],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let id = experiment_id(&tx, experiment)?;
         let taken = match id {
             Some(id) => decide(&tx, id)?,
             None => Taken::default(),
@@ -310,14 +313,7 @@ impl Store {
     /// An experiment's decision log, by bracket and rung, each rung's in the order taken: the
     /// same for any number of workers and any interleaving of rungs.
     pub fn decisions(&self, experiment: &str) -> Result<Vec<Logged>> {
-        let id: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT id FROM experiments WHERE name = ?1",
-                [experiment],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let id = experiment_id(&self.conn, experiment)?;
         let Some(id) = id else { return Ok(Vec::new()) };
         let mut all = log(&self.conn, id)?;
         all.sort_by_key(|l| (l.decision.bracket, l.decision.rung, l.seq));

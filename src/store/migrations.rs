@@ -245,6 +245,29 @@ pub const MIGRATIONS: &[Migration] = &[
         BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
     "#,
     ),
+    // 6: searches. An experiment keeps its search (settings and first trial's spec, from
+    // which later trials are made), and each trial chosen is logged, append-only, with what
+    // it saw and how it was chosen.
+    Migration::Sql(
+        r#"
+    ALTER TABLE experiments ADD COLUMN trials TEXT;
+
+    CREATE TABLE trials (
+        experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+        trial         INTEGER NOT NULL,
+        run_id        INTEGER NOT NULL REFERENCES runs(id),
+        seen          INTEGER NOT NULL,
+        how           TEXT NOT NULL,
+        settings      TEXT NOT NULL,
+        decided_at    TEXT NOT NULL,
+        PRIMARY KEY (experiment_id, trial)
+    );
+    CREATE TRIGGER trials_are_kept BEFORE UPDATE ON trials
+        BEGIN SELECT RAISE(ABORT, 'the trial log is append-only'); END;
+    CREATE TRIGGER trials_are_not_deleted BEFORE DELETE ON trials
+        BEGIN SELECT RAISE(ABORT, 'the trial log is append-only'); END;
+    "#,
+    ),
 ];
 
 /// Earlier stores recorded checkpoints as `<store folder>/checkpoints/run-N/step-S`, spelled

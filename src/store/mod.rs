@@ -18,6 +18,8 @@ pub mod queue;
 pub mod reserve;
 pub mod runs;
 pub mod state;
+pub mod timings;
+pub mod trials;
 
 use std::path::{Path, PathBuf};
 
@@ -175,6 +177,16 @@ pub struct Store {
 }
 
 /// The current time as the store records it (RFC 3339, milliseconds, UTC).
+/// The id of the experiment named `name`, if there is one.
+pub(crate) fn experiment_id(conn: &Connection, name: &str) -> Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row("SELECT id FROM experiments WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

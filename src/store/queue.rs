@@ -111,8 +111,8 @@ impl Store {
         Ok((runs as usize, steps as u64))
     }
 
-    /// The experiments with runs that an early-stopping decision promoted while they were on
-    /// Slurm: queued there, to be submitted again.
+    /// The experiments with runs queued on Slurm by the store itself: promoted by an
+    /// early-stopping decision, or a search's trials chosen as a journal was merged.
     pub fn promoted_on_slurm(&self) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare(
             "SELECT DISTINCT e.name FROM runs r JOIN experiments e ON e.id = r.experiment_id

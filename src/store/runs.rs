@@ -316,9 +316,17 @@ impl Store {
             .as_ref()
             .map(|e| serde_json::to_string(e).expect("settings serialize"));
         // The search: its settings and its runs. Once set, another is another experiment.
-        let search = early_stop.as_ref().map(|settings| {
+        let chooser = plan
+            .search
+            .as_ref()
+            .map(|s| serde_json::to_string(s).expect("settings serialize"));
+        let search = (early_stop.is_some() || chooser.is_some()).then(|| {
             let mut h = blake3::Hasher::new();
-            h.update(settings.as_bytes());
+            h.update(early_stop.as_deref().unwrap_or("").as_bytes());
+            if let Some(chooser) = &chooser {
+                h.update(b"\0search\0");
+                h.update(chooser.as_bytes());
+            }
             for run in &plan.runs {
                 h.update(run.key.as_bytes());
             }
@@ -330,9 +338,14 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let describe = |text: &Option<String>| {
-            text.as_deref()
+            let stop = text
+                .as_deref()
                 .and_then(|t| serde_json::from_str::<crate::early_stop::EarlyStop>(t).ok())
-                .map_or("no early stopping".to_string(), |e| e.describe())
+                .map_or("no early stopping".to_string(), |e| e.describe());
+            match &plan.search {
+                Some(s) => format!("{}; {stop}", s.describe()),
+                None => stop,
+            }
         };
         if was_search.is_some() && was_search != search {
             let steps: Vec<i64> = {
@@ -438,6 +451,19 @@ impl Store {
                     existing,
                 });
             }
+        }
+        if let (Some(search), Some(first)) = (&plan.search, plan.runs.first()) {
+            let stored = super::trials::Stored {
+                experiment: plan.experiment.name.clone(),
+                search: search.clone(),
+                early_stop: plan.early_stop.clone(),
+                first: first.clone(),
+            };
+            let runs: Vec<(u64, i64)> = out
+                .iter()
+                .map(|e| (e.plan_index as u64, e.run_id))
+                .collect();
+            super::trials::begin(&tx, experiment_id, &stored, &runs)?;
         }
         tx.commit()?;
         Ok(out)

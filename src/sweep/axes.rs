@@ -72,6 +72,54 @@ fn expand(values: &AxisValues) -> Result<Vec<Value>, String> {
     }
 }
 
+/// Why a key cannot be searched, if it cannot: a search samples one base config's model and
+/// training settings.
+fn unsearchable(key: &str) -> Option<&'static str> {
+    if key == "model.preset" {
+        Some("a preset sets many keys at once; search the keys themselves")
+    } else if key == "train.steps" {
+        Some("the trials of one search share one budget of steps")
+    } else if key.starts_with("model.") || key.starts_with("train.") {
+        None
+    } else {
+        Some("it is not a setting of the model or its training")
+    }
+}
+
+/// What makes a distribution unusable for a search, with help: TPE models a range that has
+/// room in it (in log space, above 0) and a choice between at least two values. (NaN bounds,
+/// which TOML can spell, compare as neither, and are refused.)
+fn search_problem(dist: &Distribution) -> Option<(&'static str, &'static str)> {
+    use std::cmp::Ordering::{Greater, Less};
+    match dist {
+        Distribution::Uniform(u) if u.uniform.0.partial_cmp(&u.uniform.1) != Some(Less) => Some((
+            "an empty range: low must be below high",
+            "write { uniform = [low, high] } with low < high, or set the key once outside the search",
+        )),
+        Distribution::LogUniform(u) if u.loguniform.0.partial_cmp(&0.0) != Some(Greater) => Some((
+            "a log range must stay above 0",
+            "log-uniform draws ln(x): use a low above 0, e.g. { loguniform = [1e-5, 1e-2] }",
+        )),
+        Distribution::LogUniform(u)
+            if u.loguniform.0.partial_cmp(&u.loguniform.1) != Some(Less) =>
+        {
+            Some((
+                "an empty range: low must be below high",
+                "write { loguniform = [low, high] } with 0 < low < high",
+            ))
+        }
+        Distribution::IntUniform(u) if u.randint.0 >= u.randint.1 => Some((
+            "an empty range: low must be below high",
+            "write { randint = [low, high] } with low < high (both included)",
+        )),
+        Distribution::Choice(c) if c.choice.len() < 2 => Some((
+            "a choice of one value leaves nothing to search",
+            "give at least two values, or set the key once outside the search",
+        )),
+        _ => None,
+    }
+}
+
 impl Planner<'_> {
     pub(super) fn collect_axes(&mut self) {
         let sweep = &self.loaded.manifest.sweep;
@@ -79,7 +127,8 @@ impl Planner<'_> {
         let mut seen: HashMap<String, String> = HashMap::new();
         // Each section's entries: (key, values for grid and zip, distribution for random).
         type Entries<'m> = Vec<(&'m String, Option<&'m AxisValues>, Option<&'m Distribution>)>;
-        let sections: [(&str, Entries<'_>); 3] = [
+        let search_space = sweep.search.as_ref().map(|s| &s.space);
+        let sections: [(&str, Entries<'_>); 4] = [
             (
                 "grid",
                 sweep.grid.iter().map(|(k, v)| (k, Some(v), None)).collect(),
@@ -94,6 +143,14 @@ impl Planner<'_> {
                     .random
                     .axes
                     .iter()
+                    .map(|(k, d)| (k, None, Some(d)))
+                    .collect(),
+            ),
+            (
+                "search/space",
+                search_space
+                    .into_iter()
+                    .flatten()
                     .map(|(k, d)| (k, None, Some(d)))
                     .collect(),
             ),
@@ -125,6 +182,22 @@ impl Planner<'_> {
                     );
                     continue;
                 }
+                if section == "search/space"
+                    && let Some(why) = unsearchable(key)
+                {
+                    self.problem(
+                        key_origin,
+                        key,
+                        format!("`{key}` cannot be searched: {why}"),
+                        "not searchable".into(),
+                        Some(
+                            "a search samples settings of the model and its training \
+                             (model.*, train.* but train.steps); set the others once"
+                                .into(),
+                        ),
+                    );
+                    continue;
+                }
                 if key == "executor" || key.starts_with("executor.") {
                     self.problem(
                         key_origin,
@@ -139,7 +212,7 @@ impl Planner<'_> {
                     (k == key
                         || key.starts_with(&format!("{k}."))
                         || k.starts_with(&format!("{key}.")))
-                    .then(|| format!("`{k}` in [sweep.{s}]"))
+                    .then(|| format!("`{k}` in [sweep.{}]", s.replace('/', ".")))
                 }) {
                     self.problem(
                         key_origin,
@@ -186,6 +259,79 @@ impl Planner<'_> {
         self.axes = axes;
         self.check_axis_values();
         self.check_zip_and_random();
+        self.check_search();
+    }
+
+    /// A search chooses its own runs: no other axes beside it, a known objective, and no more
+    /// random startup trials than trials.
+    fn check_search(&mut self) {
+        let Some(search) = self.loaded.manifest.sweep.search.clone() else {
+            return;
+        };
+        let others: Vec<(String, String)> = self
+            .axes
+            .iter()
+            .filter(|a| !a.pointer.starts_with("/sweep/search/"))
+            .map(|a| (a.key.clone(), a.pointer.clone()))
+            .collect();
+        for (key, pointer) in others {
+            let origin = located(self.doc(), &pointer, true);
+            self.problem(
+                origin,
+                &key,
+                format!("sweep axis `{key}` beside [sweep.search]: a search chooses its own runs"),
+                "not part of the search".into(),
+                Some(format!(
+                    "move it into [sweep.search.space], e.g. \"{key}\" = {{ choice = [...] }}, \
+                     or run it as its own experiment"
+                )),
+            );
+        }
+        if self.loaded.manifest.sweep.where_.is_some() {
+            let origin = located(self.doc(), "/sweep/where", true);
+            self.problem(
+                origin,
+                "sweep.where",
+                "`sweep.where` beside [sweep.search]: a search chooses its own runs".into(),
+                "not part of the search".into(),
+                Some("narrow the ranges of [sweep.search.space] instead".into()),
+            );
+        }
+        if !crate::early_stop::OBJECTIVES.contains(&search.metric.as_str()) {
+            let help = match crate::manifest::check::did_you_mean(
+                &search.metric,
+                crate::early_stop::OBJECTIVES,
+            ) {
+                Some(best) => format!("did you mean \"{best}\"?"),
+                None => format!("objectives: {}", crate::early_stop::OBJECTIVES.join(", ")),
+            };
+            let origin = located(self.doc(), "/sweep/search/metric", false);
+            self.problem(
+                origin,
+                "sweep.search.metric",
+                format!(
+                    "unknown objective metric `{}` in `sweep.search.metric`",
+                    search.metric
+                ),
+                "not a metric every run records".into(),
+                Some(help),
+            );
+        }
+        if let Some(startup) = search.startup_trials
+            && startup > search.trials
+        {
+            let origin = located(self.doc(), "/sweep/search/startup_trials", false);
+            self.problem(
+                origin,
+                "sweep.search.startup_trials",
+                format!(
+                    "`sweep.search.startup_trials` = {startup} is more than `trials` = {}",
+                    search.trials
+                ),
+                "more random trials than trials".into(),
+                Some(format!("use at most {}", search.trials)),
+            );
+        }
     }
 
     fn check_axis_values(&mut self) {
@@ -228,7 +374,23 @@ impl Planner<'_> {
                     }
                 }
             }
-            if let AxisKind::Random(dist) = &axis.kind {
+            let searched = axis.pointer.starts_with("/sweep/search/");
+            if let AxisKind::Random(dist) = &axis.kind
+                && searched
+                && let Some((label, help)) = search_problem(dist)
+            {
+                found.push((
+                    located(self.doc(), &axis.pointer, false),
+                    axis.key.clone(),
+                    crate::manifest::check::Violation {
+                        pointer: axis.pointer.clone(),
+                        unknown_key: false,
+                        message: format!("the search space of `{}` is unusable", axis.key),
+                        label: label.into(),
+                        help: Some(help.into()),
+                    },
+                ));
+            } else if let AxisKind::Random(dist) = &axis.kind {
                 let bad = match dist {
                     Distribution::Uniform(u) if u.uniform.0 > u.uniform.1 => {
                         Some("uniform needs low ≤ high")

@@ -10,6 +10,7 @@ pub mod expr;
 mod planner;
 mod points;
 mod resolve;
+pub mod searching;
 pub mod spec;
 mod stopping;
 
@@ -55,6 +56,9 @@ pub struct Plan {
     /// How runs are stopped early, if they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early_stop: Option<crate::early_stop::EarlyStop>,
+    /// The search that chooses the runs after `runs` (its first trials), if one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<crate::search::Search>,
 }
 
 fn count<S: serde::Serializer, T>(items: &[T], s: S) -> Result<S::Ok, S::Error> {

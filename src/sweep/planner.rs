@@ -47,6 +47,18 @@ impl Planner<'_> {
         &self.loaded.doc
     }
 
+    /// The sweep's search, its space in the order the manifest lists it.
+    pub(super) fn search(&self) -> Option<crate::search::Search> {
+        let section = self.loaded.manifest.sweep.search.as_ref()?;
+        let order: Vec<String> = self
+            .axes
+            .iter()
+            .filter(|a| a.pointer.starts_with("/sweep/search/"))
+            .map(|a| a.key.clone())
+            .collect();
+        Some(super::searching::settings(section, &order))
+    }
+
     /// Whether the user set `key` for this run (manifest, sweep or override), rather than a
     /// default, preset or profile.
     pub(super) fn explicit(&self, key: &str, point: &[(usize, String)]) -> bool {

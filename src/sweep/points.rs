@@ -42,6 +42,20 @@ impl Planner<'_> {
     /// than [`MAX_RUNS`].
     pub(super) fn points(&mut self) -> Option<Vec<Point>> {
         let p = self;
+        if let Some(search) = p.search() {
+            // A search's runs are its trials; the plan holds those chosen before any ends.
+            let refs: Vec<(usize, String)> = (0..p.axes.len())
+                .map(|i| (i, p.axes[i].pointer.clone()))
+                .collect();
+            return Some(
+                (0..search.first())
+                    .map(|k| Point {
+                        refs: refs.clone(),
+                        values: search.choose(k, &[]).values,
+                    })
+                    .collect(),
+            );
+        }
         let loaded = p.loaded;
         // The points: grid (first axis slowest) × zip × random samples.
         let grid: Vec<usize> = (0..p.axes.len())

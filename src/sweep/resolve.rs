@@ -41,6 +41,8 @@ struct Resolver<'p, 'a> {
     early_stop: Option<(EarlyStop, usize)>,
     /// The early-stopping problems told so far.
     early_stop_problems: HashSet<String>,
+    /// The search whose first trials the points are, if they are.
+    search: Option<crate::search::Search>,
 }
 
 impl Planner<'_> {
@@ -50,6 +52,7 @@ impl Planner<'_> {
         points: Vec<Point>,
         filter: Option<Expr>,
     ) -> Result<Plan, Diagnostics> {
+        let search = self.search();
         let mut r = Resolver {
             p: &mut self,
             filter,
@@ -64,6 +67,7 @@ impl Planner<'_> {
             where_failed: false,
             early_stop: None,
             early_stop_problems: HashSet::new(),
+            search,
         };
         for (index, point) in points.into_iter().enumerate() {
             r.resolve(index, point);
@@ -150,9 +154,10 @@ impl Resolver<'_, '_> {
             ok = false;
         }
         let section = self.p.loaded.manifest.sweep.early_stop.clone();
-        let settings = section
-            .as_ref()
-            .map(|section| stopping::settings(section, &config));
+        let settings = section.as_ref().map(|section| EarlyStop {
+            on_arrival: self.search.is_some(),
+            ..stopping::settings(section, &config)
+        });
         if let (Some(section), Some(s)) = (&section, &settings) {
             for (d, pointer) in stopping::check(section, s, &config) {
                 ok = false;
@@ -194,7 +199,11 @@ impl Resolver<'_, '_> {
             self.problems.add(d.origin(origin), index);
             return;
         }
-        let key = spec::content_key(&config, corpus.as_deref());
+        let mut key = spec::content_key(&config, corpus.as_deref());
+        if let Some(search) = &self.search {
+            let name = &self.p.loaded.manifest.experiment.name;
+            key = super::searching::trial_key(&key, name, search, settings.as_ref(), index as u64);
+        }
         if !self.keys_seen.insert(key.clone()) {
             self.merged += 1;
             return;
@@ -474,8 +483,16 @@ impl Resolver<'_, '_> {
         let mut experiment = first.config.experiment.clone();
         experiment.name = p.loaded.manifest.experiment.name.clone();
         let mut runs = runs;
-        if let Some((settings, _)) = &self.early_stop {
-            place_in_search(&mut runs, settings, &experiment.name);
+        match (&self.early_stop, &self.search) {
+            (Some((settings, _)), Some(_)) => {
+                for run in &mut runs {
+                    let steps = run.config.train.steps;
+                    run.early_stop =
+                        Some(super::searching::place(settings, run.index as u64, steps));
+                }
+            }
+            (Some((settings, _)), None) => place_in_search(&mut runs, settings, &experiment.name),
+            _ => {}
         }
         Ok(Plan {
             experiment,
@@ -489,6 +506,7 @@ impl Resolver<'_, '_> {
             layers: first_layers,
             layer_sets: self.layer_sets,
             early_stop: self.early_stop.map(|(s, _)| s),
+            search: self.search,
         })
     }
 }

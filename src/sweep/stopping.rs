@@ -24,6 +24,7 @@ pub(super) fn settings(section: &EarlyStopSection, config: &Config) -> EarlyStop
         smooth: section.smooth,
         min_peers: section.min_peers,
         seed: section.seed,
+        on_arrival: false,
     };
     if section.method == StopMethod::Hyperband {
         let rungs = settings.rungs(0, config.train.steps).len() as u32;

@@ -335,6 +335,15 @@ pub fn searches(store: &Store) -> Answer<Vec<crate::report::search::Search>> {
     Ok(out)
 }
 
+/// Every search's trials (settings, objective, best so far), for the dashboard's panel.
+pub fn trials(store: &Store) -> Answer<Vec<crate::report::trials::Trials>> {
+    let mut out = Vec::new();
+    for e in store.counts()? {
+        out.extend(crate::report::trials::trials(store, &e.experiment)?);
+    }
+    Ok(out)
+}
+
 /// One group's mean and band.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupSeries {

@@ -92,6 +92,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/api/metrics", get(metrics))
         .route("/api/diff", get(diff))
         .route("/api/searches", get(searches))
+        .route("/api/trials", get(trials))
         .route("/api/events", get(live::events))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -288,6 +289,10 @@ async fn curves(State(app): State<Arc<App>>, Query(q): Params) -> Response {
 
 async fn searches(State(app): State<Arc<App>>) -> Response {
     reply(app.read(data::searches).await)
+}
+
+async fn trials(State(app): State<Arc<App>>) -> Response {
+    reply(app.read(data::trials).await)
 }
 
 async fn metrics(State(app): State<Arc<App>>, Query(q): Params) -> Response {

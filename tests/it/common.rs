@@ -207,6 +207,17 @@ pub fn corpus(dir: &Path) -> PathBuf {
     path
 }
 
+/// The cache folder `xp` uses when `XP_CACHE` is unset (as [`xp`] leaves it): where the
+/// corpus is.
+pub fn default_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("xp")
+}
+
 pub fn tiny_manifest(dir: &Path, extra: &str) -> PathBuf {
     corpus(dir);
     let text = format!(

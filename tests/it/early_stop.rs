@@ -21,7 +21,7 @@ const SEARCH: &str = "[experiment]\nname = \"search\"\n\
 const PAIR: &str = "[experiment]\nname = \"pair\"\n[sweep.grid]\n\"train.lr\" = [1e-3, 3e-3]\n\
     [sweep.early_stop]\nmethod = \"asha\"\nmin_steps = 3\neta = 3\n";
 
-const SETS: [&str; 14] = [
+pub(crate) const SETS: [&str; 14] = [
     "--set",
     "train.steps=27",
     "--set",
@@ -39,7 +39,7 @@ const SETS: [&str; 14] = [
 ];
 
 /// Metrics that measure the machine rather than the training.
-const TIMINGS: [&str; 4] = ["tokens_per_s", "step_ms", "rss_mb", "device_peak_mb"];
+pub(crate) const TIMINGS: [&str; 4] = ["tokens_per_s", "step_ms", "rss_mb", "device_peak_mb"];
 
 fn search(dir: &Path) -> (PathBuf, PathBuf) {
     (tiny_manifest(dir, SEARCH), dir.join("runs.db"))
@@ -57,10 +57,10 @@ fn log_of(db: &Path, experiment: &str) -> String {
 }
 
 /// One recorded value: (run, metric, step, the value's bits).
-type Value = (i64, String, i64, u64);
+pub(crate) type Value = (i64, String, i64, u64);
 
 /// Every recorded training value of every run.
-fn recorded(db: &Path) -> Vec<Value> {
+pub(crate) fn recorded(db: &Path) -> Vec<Value> {
     let c = conn(db);
     let mut stmt = c
         .prepare(
@@ -83,7 +83,7 @@ fn recorded(db: &Path) -> Vec<Value> {
 }
 
 /// The rows of `got` and `want` that differ (at most ten of each), for a readable failure.
-fn differences(got: &[Value], want: &[Value]) -> [Vec<(i64, String, i64, f64)>; 2] {
+pub(crate) fn differences(got: &[Value], want: &[Value]) -> [Vec<(i64, String, i64, f64)>; 2] {
     let only = |a: &[Value], b: &[Value]| {
         let b: std::collections::HashSet<_> = b.iter().collect();
         a.iter()
@@ -124,6 +124,71 @@ fn wait_for_orphans(db: &Path) {
         assert!(Instant::now() < deadline, "workers of {needle} still run");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Runs the manifest at `path` with `--jobs 3`, killing (seeded by `seed`) a worker, then the
+/// parent, whose other workers go on as orphans, or (every other round, as a machine going
+/// down would) the parent and every worker, for up to eight rounds, `xp run` again each time;
+/// then runs it to its end. Returns the kills that landed (at least three).
+pub(crate) fn run_with_seeded_kills(
+    path: &Path,
+    dbk: &Path,
+    sets: &[&str],
+    seed: u64,
+) -> Vec<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut kills = Vec::new();
+    for round in 0..8 {
+        if dbk.exists()
+            && statuses(dbk)
+                .iter()
+                .all(|s| s == "completed" || s == "stopped")
+        {
+            break;
+        }
+        let mut child = xp(dbk)
+            .arg("run")
+            .arg(path)
+            .args(sets)
+            .args(["--jobs", "3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(150..700)));
+        if let Some(&pid) = training_pids(dbk).first() {
+            kill9(pid);
+            kills.push(format!("round {round}: worker {pid}"));
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..400)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills.push(format!("round {round}: parent"));
+        }
+        child.wait().unwrap();
+        if rng.random_bool(0.5) {
+            for pid in training_pids(dbk) {
+                kill9(pid);
+                kills.push(format!("round {round}: orphan {pid}"));
+            }
+        }
+    }
+    assert!(
+        kills.len() >= 3,
+        "seed {seed}: too few kills landed: {kills:?}"
+    );
+    output(
+        xp(dbk)
+            .arg("run")
+            .arg(path)
+            .args(sets)
+            .args(["--jobs", "3"]),
+    )
+    .success();
+    wait_for_orphans(dbk);
+    // Orphaned workers may have ended last: one more pass finds nothing left.
+    output(xp(dbk).arg("run").arg(path).args(sets)).success();
+    kills
 }
 
 /// Replaces `from` with `to` in the file at `path`.
@@ -197,60 +262,7 @@ fn decisions_are_the_same_with_one_worker_three_and_three_killed_at_random() {
     // Seeded kills: a worker, then the parent, at random moments; `xp run` again each time.
     let killed = tempfile::tempdir().unwrap();
     let (path, dbk) = search(killed.path());
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut kills = Vec::new();
-    // Each round kills a worker, then the parent, whose other workers go on as orphans, or
-    // (every other round, as a machine going down would) the parent and every worker.
-    for round in 0..8 {
-        if dbk.exists()
-            && statuses(&dbk)
-                .iter()
-                .all(|s| s == "completed" || s == "stopped")
-        {
-            break;
-        }
-        let mut child = xp(&dbk)
-            .arg("run")
-            .arg(&path)
-            .args(SETS)
-            .args(["--jobs", "3"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.random_range(150..700)));
-        if let Some(&pid) = training_pids(&dbk).first() {
-            kill9(pid);
-            kills.push(format!("round {round}: worker {pid}"));
-        }
-        std::thread::sleep(Duration::from_millis(rng.random_range(50..400)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills.push(format!("round {round}: parent"));
-        }
-        child.wait().unwrap();
-        if rng.random_bool(0.5) {
-            for pid in training_pids(&dbk) {
-                kill9(pid);
-                kills.push(format!("round {round}: orphan {pid}"));
-            }
-        }
-    }
-    assert!(
-        kills.len() >= 3,
-        "seed {seed}: too few kills landed: {kills:?}"
-    );
-    output(
-        xp(&dbk)
-            .arg("run")
-            .arg(&path)
-            .args(SETS)
-            .args(["--jobs", "3"]),
-    )
-    .success();
-    wait_for_orphans(&dbk);
-    // Orphaned workers may have ended last: one more pass finds nothing left.
-    output(xp(&dbk).arg("run").arg(&path).args(SETS)).success();
+    let kills = run_with_seeded_kills(&path, &dbk, &SETS, seed);
     let after = statuses(&dbk);
     assert!(
         after.iter().all(|s| s == "completed" || s == "stopped"),

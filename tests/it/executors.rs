@@ -535,3 +535,61 @@ fn an_early_stopped_sweep_on_slurm_pauses_in_journals_and_sync_submits_what_is_p
     assert!(on_disk("completed") > 0, "the winner keeps its checkpoints");
     assert_eq!(integrity(&db), "ok");
 }
+
+#[test]
+fn a_search_on_slurm_chooses_its_trials_as_journals_are_merged_and_sync_submits_them() {
+    if !slurm_available("a_search_on_slurm_chooses_its_trials_as_journals_are_merged") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tiny_manifest(
+        dir.path(),
+        "[experiment]\nname = \"tpe\"\n[sweep.search]\nmethod = \"tpe\"\ntrials = 5\n\
+         startup_trials = 2\nlag = 0\n[sweep.search.space]\n\
+         \"train.lr\" = { loguniform = [3e-4, 3e-2] }\n\
+         \"model.ffn.unit\" = { choice = [\"glu\", \"gelu\"] }\n",
+    );
+    let sets = ["--set", "train.steps=10", "--set", "train.eval_every=5"];
+    // The same search trained here, for its trials.
+    let here = dir.path().join("here.db");
+    output(xp(&here).arg("run").arg(&manifest).args(sets)).success();
+    let db = dir.path().join("runs.db");
+    let shared = dir.path().join("shared");
+    let run = output(
+        xp(&db)
+            .arg("run")
+            .arg(&manifest)
+            .args(slurm_sets(&shared))
+            .args(sets),
+    )
+    .success();
+    assert!(run.stdout.contains("2 runs submitted to Slurm"), "{run}");
+    // With lag 0 each later trial waits for every one before it: each sync that merges the
+    // last one's journal chooses the next, and submits it.
+    let start = Instant::now();
+    let mut submitted = 0;
+    loop {
+        let sync = output(xp(&db).arg("sync")).success();
+        submitted += sync.stdout.matches("chosen by a search").count();
+        let states = statuses(&db);
+        if states.len() == 5 && states.iter().all(|s| s == "completed") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{states:?}\n{sync}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(submitted, 3, "trials 2, 3 and 4, one at a time");
+    let log = |db: &Path| {
+        output(xp(db).args(["export", "decisions", "tpe"]))
+            .success()
+            .stdout
+    };
+    assert_eq!(
+        log(&db),
+        log(&here),
+        "Slurm chose otherwise than one process"
+    );
+}

@@ -717,7 +717,7 @@ fn input_that_used_to_crash_is_refused_with_exit_2() {
             &negative,
             format!(
                 "error: {} has store schema version -1, which no xp writes (versions run from \
-                 0 to 5); it was not modified\n",
+                 0 to 6); it was not modified\n",
                 negative.display()
             ),
         ),

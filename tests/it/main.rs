@@ -12,6 +12,7 @@ mod layout;
 mod manifests;
 mod queue;
 mod reports;
+mod search;
 mod store;
 mod train;
 mod ui;

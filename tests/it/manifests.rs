@@ -89,6 +89,14 @@ fn shipped_manifests_carry_the_schema_header_and_validate() {
             relative(&path)
         );
         output(xp(&db.path().join("runs.db")).args(["validate", &relative(&path)])).success();
+        // Each plan says how long it will take here, or that it has no figure yet.
+        let plan =
+            output(xp(&db.path().join("runs.db")).args(["plan", &relative(&path)])).success();
+        assert!(
+            plan.stdout.lines().any(|l| l.starts_with("forecast")),
+            "{} has no forecast\n{plan}",
+            relative(&path)
+        );
     }
 }
 
@@ -164,12 +172,25 @@ fn gating_sweep_plans_every_gated_unit() {
 #[test]
 fn plan_table_shows_only_varying_columns_and_totals() {
     let db = tempfile::tempdir().unwrap();
-    let stdout = output(xp(&db.path().join("runs.db")).args([
-        "plan",
-        "tests/manifests/valid/sweeps.toml",
-        "--set",
-        "hardware.profile=apple-m4-24gb",
-    ]))
+    // A cache with the corpus and no measured speeds: the forecast line says so, whatever
+    // this machine has measured before.
+    let cache = db.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::os::unix::fs::symlink(
+        crate::common::default_cache().join("datasets"),
+        cache.join("datasets"),
+    )
+    .unwrap();
+    let stdout = output(
+        xp(&db.path().join("runs.db"))
+            .env("XP_CACHE", &cache)
+            .args([
+                "plan",
+                "tests/manifests/valid/sweeps.toml",
+                "--set",
+                "hardware.profile=apple-m4-24gb",
+            ]),
+    )
     .success()
     .stdout;
     insta::assert_snapshot!(stdout);

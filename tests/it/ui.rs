@@ -782,3 +782,82 @@ fn an_early_stopped_sweep_shows_its_rungs_and_marks_each_decision_on_the_curves(
     );
     assert!(count("stop") > 0 && count("promote") > 0, "{log}");
 }
+
+#[test]
+fn a_search_shows_its_trials_their_objective_and_the_best_so_far() {
+    let _turn = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(b) = browser("a_search_shows_its_trials") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = crate::common::tiny_manifest(
+        dir.path(),
+        "[experiment]\nname = \"tpe\"\n[sweep.search]\nmethod = \"tpe\"\ntrials = 6\n\
+         startup_trials = 3\nlag = 1\n[sweep.search.space]\n\
+         \"train.lr\" = { loguniform = [3e-4, 3e-2] }\n\
+         \"model.ffn.unit\" = { choice = [\"glu\", \"gelu\"] }\n",
+    );
+    let db = dir.path().join("runs.db");
+    output(xp(&db).arg("run").arg(&manifest).args([
+        "--set",
+        "train.steps=10",
+        "--set",
+        "train.eval_every=5",
+    ]))
+    .success();
+    let status = output(xp(&db).arg("status")).success();
+    let server = Server::start(&db, &[]);
+    b.goto(&server.url).unwrap();
+    wait(&b, "document.body.dataset.ready === '1'", LONG);
+    wait(
+        &b,
+        "document.querySelector('#trials .trial-chart canvas') !== null",
+        LONG,
+    );
+    let panel = b
+        .eval(
+            "const p = document.getElementById('trials'); \
+             const rows = [...p.querySelectorAll('table.trials tbody tr')]; \
+             return [p.hidden, p.querySelector('h2').textContent, rows.length, \
+                     [...p.querySelectorAll('table.trials thead th')].map(t => t.textContent), \
+                     rows.map(r => r.children[5].textContent), \
+                     p.querySelectorAll('tr.best').length];",
+            vec![],
+        )
+        .unwrap();
+    assert_eq!(panel[0], json!(false));
+    assert!(
+        panel[1]
+            .as_str()
+            .unwrap()
+            .starts_with("tpe: TPE over train.lr, model.ffn.unit: 6 trials"),
+        "{panel}"
+    );
+    assert_eq!(panel[2], json!(6));
+    assert_eq!(
+        panel[3],
+        json!([
+            "trial",
+            "run",
+            "status",
+            "step",
+            "objective",
+            "best so far",
+            "train.lr",
+            "model.ffn.unit"
+        ])
+    );
+    // The best so far never rises, and ends at the best trial, the one row marked.
+    let best: Vec<f64> = panel[4]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(best.windows(2).all(|w| w[1] <= w[0]), "{best:?}");
+    assert_eq!(panel[5], json!(1));
+    assert!(
+        status.stdout.contains(&format!("{:.4}", best[5])),
+        "the terminal and the dashboard agree on the best\n{status}"
+    );
+}

@@ -102,19 +102,6 @@ impl Recorder for Timings {
     }
 }
 
-fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    Some(if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    })
-}
-
 /// The process's peak resident memory in MB (Linux), else its current one.
 fn peak_rss_mb() -> Option<f64> {
     std::fs::read_to_string("/proc/self/status")
@@ -183,7 +170,7 @@ pub fn run(a: Args) -> Result<u8> {
         .filter(|s| s.0 > a.warmup)
         .map(|s| (s.1, s.2))
         .unzip();
-    let tokens = median(&mut steady);
+    let tokens = crate::forecast::median(&mut steady);
     let mut out = std::io::stdout().lock();
     let config = &spec.config;
     writeln!(
@@ -223,7 +210,9 @@ pub fn run(a: Args) -> Result<u8> {
     writeln!(
         out,
         "step time  {}",
-        or_dash(median(&mut step_ms), |ms| format!("{ms:.2} ms"))
+        or_dash(crate::forecast::median(&mut step_ms), |ms| format!(
+            "{ms:.2} ms"
+        ))
     )?;
     writeln!(
         out,

@@ -1,5 +1,5 @@
-//! `xp export decisions`: an early-stopped experiment's decision log, by bracket and rung, as
-//! CSV or JSON Lines: the same bytes for the same decisions, whatever the number of workers.
+//! `xp export decisions`: a search's trials and an early-stopped experiment's decisions (by
+//! bracket and rung), as CSV or JSON Lines: the same bytes for the same decisions, whatever the number of workers.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -36,7 +36,8 @@ const HEADER: [&str; 11] = [
 
 pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     let store = ctx.open_synced_store()?;
-    if store.early_stop(&args.experiment)?.is_none() {
+    let trials = store.trials(&args.experiment)?;
+    if store.early_stop(&args.experiment)?.is_none() && trials.is_none() {
         let known = store
             .counts()?
             .into_iter()
@@ -44,8 +45,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
             .collect::<Vec<_>>();
         return Err(Error::Usage(if known.contains(&args.experiment) {
             format!(
-                "experiment {} does not stop runs early, so it has no decisions (set \
-                 [sweep.early_stop] in its manifest)",
+                "experiment {} neither stops runs early nor searches, so it has no \
+                 decisions (set [sweep.early_stop] or [sweep.search] in its manifest)",
                 args.experiment
             )
         } else {
@@ -69,7 +70,30 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);
-    let rows = log.iter().map(|l| {
+    // A search's trials first, in trial order (bracket and rung empty, action `trial`, rank
+    // the trial's number, peers the ended trials it saw, reason how it was chosen and its
+    // settings), then the rung decisions.
+    let trial_rows = trials.iter().flat_map(|(_, t)| t.iter()).map(|t| {
+        let settings: Vec<String> = t
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k}={}", crate::sweep::short(v)))
+            .collect();
+        [
+            args.experiment.clone(),
+            String::new(),
+            String::new(),
+            "0".to_string(),
+            format!("run-{}", t.run),
+            "trial".to_string(),
+            String::new(),
+            t.trial.to_string(),
+            t.seen.to_string(),
+            String::new(),
+            format!("{}: {}", t.how, settings.join(", ")),
+        ]
+    });
+    let rows = trial_rows.chain(log.iter().map(|l| {
         let d = &l.decision;
         [
             args.experiment.clone(),
@@ -84,7 +108,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
             d.cutoff.map(|c| c.to_string()).unwrap_or_default(),
             d.reason.clone(),
         ]
-    });
+    }));
     match args.format {
         ExportFormat::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
@@ -95,6 +119,16 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
             w.flush()?;
         }
         ExportFormat::Jsonl => {
+            for t in trials.iter().flat_map(|(_, t)| t.iter()) {
+                let settings: serde_json::Map<String, serde_json::Value> =
+                    t.settings.iter().cloned().collect();
+                let row = serde_json::json!({
+                    "experiment": args.experiment, "trial": t.trial,
+                    "run": format!("run-{}", t.run), "action": "trial", "seen": t.seen,
+                    "reason": t.how, "settings": settings,
+                });
+                writeln!(out, "{row}")?;
+            }
             for l in &log {
                 let d = &l.decision;
                 let row = serde_json::json!({

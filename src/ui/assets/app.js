@@ -238,6 +238,42 @@ async function loadSearches() {
       "on the curves: ▲ promoted, ✕ stopped, ○ paused"))));
 }
 
+// Each search: its objective against the trial number with the best so far (a step line),
+// and each trial's settings, as `xp status` lists them.
+async function loadTrials() {
+  const panel = document.getElementById("trials");
+  const searches = await api("/api/trials").catch(() => []);
+  panel.hidden = !searches.length;
+  panel.replaceChildren(...searches.map(t => {
+    const keys = t.rows.length ? t.rows[0].settings.map(([k]) => k) : [];
+    const chart = h("div", { class: "trial-chart" });
+    const box = h("div", { class: "search", dataset: { experiment: t.experiment } },
+      h("h2", {}, `${t.experiment}: ${t.method}; ${t.rows.length} of ${t.planned} trials chosen`),
+      chart,
+      h("table", { class: "trials" },
+        h("thead", {}, h("tr", {}, ...["trial", "run", "status", "step", "objective", "best so far", ...keys].map(k => h("th", {}, k)))),
+        h("tbody", {}, ...t.rows.map(r => h("tr", { class: r.trial === t.best ? "best" : null },
+          h("td", { class: "num" }, r.trial), h("td", {}, h("a", { href: `#/run/${r.run.slice(4)}` }, r.run)),
+          h("td", {}, r.status), h("td", { class: "num" }, r.step), h("td", { class: "num" }, loss(r.value)),
+          h("td", { class: "num" }, loss(r.best_so_far)),
+          ...r.settings.map(([, v]) => h("td", { class: "num" }, typeof v === "number" ? (Math.abs(v) < 1e-2 && v !== 0 ? v.toExponential(2) : String(Math.round(v * 1e4) / 1e4)) : String(v))))))));
+    const xs = t.rows.map(r => r.trial);
+    const data = [xs, t.rows.map(r => r.value ?? null), t.rows.map(r => r.best_so_far ?? null)];
+    requestAnimationFrame(() => {
+      const width = Math.max(320, chart.clientWidth || 600);
+      new uPlot({
+        width, height: 220,
+        scales: { x: { time: false } },
+        axes: [{ label: "trial" }, { label: t.metric }],
+        series: [{ label: "trial" },
+          { label: "objective", stroke: PALETTE[0], paths: () => null, points: { show: true, size: 7, fill: PALETTE[0] } },
+          { label: "best so far", stroke: PALETTE[1], width: 2, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } }],
+      }, data, chart);
+    });
+    return box;
+  }));
+}
+
 async function loadRuns() {
   let page;
   try {
@@ -256,6 +292,7 @@ async function loadRuns() {
   fillGroupSelect();
   renderTable();
   await loadSearches();
+  await loadTrials();
   document.body.dataset.ready = "1";
   window.xpTimings = window.xpTimings || { ready: performance.now() };
   drawParcoords();

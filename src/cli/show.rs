@@ -42,7 +42,7 @@ struct Shown {
     decisions: Vec<Logged>,
     /// The trial it is of a search, and the search's trials so far.
     #[serde(skip_serializing_if = "Option::is_none")]
-    trial: Option<crate::store::trials::Trial>,
+    trial: Option<crate::report::trials::TrialRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     search: Option<Trials>,
 }
@@ -63,16 +63,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
             latest_metrics.push(Latest { name, step, value });
         }
     }
+    let search = crate::report::trials::trials(&store, &run.experiment)?;
     let shown = Shown {
         process,
         summary: store.summary(run.id)?,
         latest_metrics,
         checkpoints: store.checkpoints(run.id)?,
         decisions: store.decisions_of_run(run.id)?,
-        trial: store
-            .trials(&run.experiment)?
-            .and_then(|(_, t)| t.into_iter().find(|t| t.run == run.id)),
-        search: crate::report::trials::trials(&store, &run.experiment)?,
+        trial: search
+            .as_ref()
+            .and_then(|s| s.rows.iter().find(|t| t.run == run.name()).cloned()),
+        search,
         run,
     };
     let mut out = std::io::stdout().lock();

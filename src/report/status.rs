@@ -86,13 +86,14 @@ fn remaining(
     experiment: &str,
     running: &[Running],
     live: &[Pace],
+    speeds: &Speeds,
 ) -> store::Result<Option<Remaining>> {
     let workers = running
         .iter()
         .filter(|r| r.experiment == experiment && r.stale.is_none())
         .count()
         .max(1);
-    if let Some(r) = forecast_left(store, experiment, workers)? {
+    if let Some(r) = forecast_left(store, experiment, workers, speeds)? {
         return Ok(Some(r));
     }
     let runs = store.run_times(experiment)?;
@@ -139,6 +140,7 @@ fn forecast_left(
     store: &Store,
     experiment: &str,
     workers: usize,
+    speeds: &Speeds,
 ) -> store::Result<Option<Remaining>> {
     let runs = store.runs(&RunFilter {
         experiment: Some(experiment.to_string()),
@@ -171,7 +173,7 @@ fn forecast_left(
         early_stop: early_stop.as_ref(),
         search: trials.as_ref().map(|(s, _)| s),
     };
-    let Some(f) = sweep.forecast(&work, &speeds(store)?, workers as u32) else {
+    let Some(f) = sweep.forecast(&work, speeds, workers as u32) else {
         return Ok(None);
     };
     Ok(Some(Remaining {
@@ -255,9 +257,11 @@ pub fn status(store: &Store, experiment: Option<&String>) -> store::Result<Statu
         }
     }
     let mut remaining_time = Vec::new();
+    // Fitted once for every experiment: each reads the same samples.
+    let speeds = speeds(store)?;
     for e in &experiments {
         let paces = live.get(&e.experiment).map(Vec::as_slice).unwrap_or(&[]);
-        if let Some(r) = remaining(store, &e.experiment, &running, paces)? {
+        if let Some(r) = remaining(store, &e.experiment, &running, paces, &speeds)? {
             remaining_time.push(r);
         }
     }

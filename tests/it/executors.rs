@@ -106,30 +106,51 @@ fn jobs_start_the_other_workers_after_the_first_ones_first_step() {
     );
 }
 
-/// Whether a Slurm controller answers here; without one the test says it is skipped, except
-/// under `CI=true` (CI starts one).
+/// Whether a Slurm controller answers here with a node that takes jobs; without one the test
+/// says it is skipped, except under `CI=true` (CI starts one). Other tests' tasks pass the node
+/// through `completing` and back while this one starts, so a controller that answers is
+/// polled for a minute before its node counts as unusable.
 fn slurm_available(test: &str) -> bool {
-    let up = Command::new("sinfo")
-        .args(["-h", "-o", "%T"])
-        .output()
-        .is_ok_and(|o| {
-            o.status.success() && {
-                let states = String::from_utf8_lossy(&o.stdout);
-                states
-                    .lines()
-                    .any(|s| matches!(s.trim(), "idle" | "mixed" | "allocated"))
-            }
-        });
-    if up {
-        return true;
-    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let Ok(out) = Command::new("sinfo").args(["-h", "-o", "%T"]).output() else {
+            break "sinfo is not installed".to_string();
+        };
+        let states = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            break String::from_utf8_lossy(&out.stderr).trim().to_string();
+        }
+        if states.lines().any(takes_jobs) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            break format!("node states after 60 s: {}", states.trim());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     assert!(
         !ci,
-        "{test}: no Slurm answers, and CI=true: CI starts one with scripts/slurm-local.sh start"
+        "{test}: no Slurm node takes jobs ({seen}), and CI=true: CI starts one with scripts/slurm-local.sh start"
     );
-    eprintln!("{test}: skipped: no Slurm here (`sudo scripts/slurm-local.sh start` runs one)");
+    eprintln!(
+        "{test}: skipped: no Slurm here ({seen}; `sudo scripts/slurm-local.sh start` runs one)"
+    );
     false
+}
+
+/// Whether a node in this `sinfo %T` state runs a job submitted now or once its running tasks
+/// end; `*` marks a node that does not respond.
+fn takes_jobs(state: &str) -> bool {
+    let state = state.trim();
+    let base = state
+        .split(['+', '*', '~', '#', '%', '$', '@', '^', '!', '-'])
+        .next();
+    !state.contains('*')
+        && matches!(
+            base,
+            Some("idle" | "mixed" | "allocated" | "completing" | "planned")
+        )
 }
 
 /// Polls `xp status` (which syncs) until every run of the store has ended, or panics.

@@ -502,6 +502,13 @@ fn simulate(
                             values: r.work.settings.iter().map(|(_, v)| v.clone()).collect(),
                             level,
                             value,
+                            rungs: r
+                                .work
+                                .rungs
+                                .iter()
+                                .zip(&r.values)
+                                .map_while(|(&step, v)| v.map(|v| (step, v)))
+                                .collect(),
                         }
                     })
                     .collect();

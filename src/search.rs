@@ -42,6 +42,8 @@ pub struct Observation {
     pub level: u32,
     /// Its objective where it ended (its last value, or its value at the rung it stopped at).
     pub value: f64,
+    /// Its objective at each rung it reached, in rung order: (the rung's step, the value).
+    pub rungs: Vec<(u64, f64)>,
 }
 
 /// The level of a trial that trained to its last step.
@@ -114,32 +116,7 @@ impl Search {
             };
             (tpe::sample_prior(&dims, &mut rng), how)
         } else {
-            // Ranked best first: further (more rungs passed) beats nearer, then the value; a
-            // trial's score for TPE is its rank, so that a stopped trial never looks better
-            // than one that went further (as Optuna ranks pruned trials).
-            let mut ranked: Vec<&Observation> = usable.clone();
-            ranked.sort_by(|a, b| {
-                b.level
-                    .cmp(&a.level)
-                    .then(self.key(a.value).total_cmp(&self.key(b.value)))
-                    .then(a.trial.cmp(&b.trial))
-            });
-            let mut observed: Vec<(u64, Vec<Val>, f64)> = ranked
-                .iter()
-                .enumerate()
-                .filter_map(|(rank, o)| {
-                    let vals: Option<Vec<Val>> = self
-                        .space
-                        .iter()
-                        .zip(&o.values)
-                        .map(|((_, d), v)| val(d, v))
-                        .collect();
-                    vals.map(|v| (o.trial, v, rank as f64))
-                })
-                .collect();
-            observed.sort_by_key(|o| o.0);
-            let observed: Vec<(Vec<Val>, f64)> =
-                observed.into_iter().map(|(_, v, s)| (v, s)).collect();
+            let (observed, on) = self.model_data(&usable);
             let settings = tpe::Settings {
                 candidates: self.candidates as usize,
                 prior_weight: 1.0,
@@ -148,8 +125,7 @@ impl Search {
             };
             let below = ((self.gamma * observed.len() as f64).ceil() as usize).clamp(1, 25);
             let how = format!(
-                "TPE on {} trials that ended: the best {below} against the other {}",
-                observed.len(),
+                "TPE on {on}: the best {below} against the other {}",
                 observed.len().saturating_sub(below)
             );
             (tpe::suggest(&dims, &observed, &settings, &mut rng), how)
@@ -165,6 +141,79 @@ impl Search {
             seen: usable.len() as u64,
             how,
         }
+    }
+
+    /// What TPE is fitted on, in trial order, and a phrase for the log: each trial with its
+    /// rank as the score. As BOHB (Falkner et al., 2018), the model is of the highest budget
+    /// that at least d + 1 trials reached (d: the keys searched) — the final result, else the
+    /// search's metric at a rung's step — and those trials rank first, by their value there.
+    /// Unlike BOHB, the trials that stopped before that budget are kept, ranked after them by
+    /// how far they got and then by their value (as Optuna ranks pruned trials): dropping them
+    /// loses what the scheduler learnt (docs/benchmarks.md, "Search": TPE with ASHA found worse
+    /// configurations on 3 of 5 seeds without them). Without such a budget, every trial ranks
+    /// so.
+    fn model_data(&self, usable: &[&Observation]) -> (Vec<(Vec<Val>, f64)>, String) {
+        // A budget: `None` for the final result, else a rung's step (by its step, as in
+        // Hyperband brackets have their rungs at other steps).
+        let value_at = |o: &Observation, budget: Option<u64>| -> Option<f64> {
+            match budget {
+                None => (o.level == COMPLETED).then_some(o.value),
+                Some(step) => o.rungs.iter().find(|r| r.0 == step).map(|r| r.1),
+            }
+            .filter(|v| v.is_finite())
+        };
+        let need = self.space.len() + 1;
+        let mut steps: Vec<u64> = usable
+            .iter()
+            .flat_map(|o| o.rungs.iter().map(|&(step, _)| step))
+            .collect();
+        steps.sort_unstable_by(|a, b| b.cmp(a));
+        steps.dedup();
+        let budget = std::iter::once(None)
+            .chain(steps.into_iter().map(Some))
+            .find(|&b| usable.iter().filter(|o| value_at(o, b).is_some()).count() >= need);
+        let at = |o: &Observation| budget.and_then(|b| value_at(o, b));
+        let mut ranked: Vec<&Observation> = usable.to_vec();
+        ranked.sort_by(|a, b| {
+            match (at(a), at(b)) {
+                (Some(x), Some(y)) => self.key(x).total_cmp(&self.key(y)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => b
+                    .level
+                    .cmp(&a.level)
+                    .then(self.key(a.value).total_cmp(&self.key(b.value))),
+            }
+            .then(a.trial.cmp(&b.trial))
+        });
+        let first = ranked.iter().filter(|o| at(o).is_some()).count();
+        let of_space = |o: &Observation| -> Option<Vec<Val>> {
+            self.space
+                .iter()
+                .zip(&o.values)
+                .map(|((_, d), v)| val(d, v))
+                .collect()
+        };
+        let mut observed: Vec<(u64, Vec<Val>, f64)> = ranked
+            .iter()
+            .enumerate()
+            .filter_map(|(rank, o)| Some((o.trial, of_space(o)?, rank as f64)))
+            .collect();
+        observed.sort_by_key(|o| o.0);
+        let n = observed.len();
+        let what = match budget {
+            Some(None) => "that completed".to_string(),
+            Some(Some(step)) => format!("that reached step {step} (a rung)"),
+            None => String::new(),
+        };
+        let on = match budget {
+            Some(_) if first == n => format!("the {n} trials {what}"),
+            Some(_) => format!("{n} trials, the {first} {what} first"),
+            None => format!(
+                "{n} trials that ended, ranked by how far they got (none reached by {need})"
+            ),
+        };
+        (observed.into_iter().map(|(_, v, s)| (v, s)).collect(), on)
     }
 
     /// Orders values best first.
@@ -284,6 +333,7 @@ mod tests {
             values: chosen.values.into_iter().map(|(_, v)| v).collect(),
             level: COMPLETED,
             value: (lr.ln() - 1e-3f64.ln()).abs(),
+            rungs: Vec::new(),
         }
     }
 
@@ -315,7 +365,10 @@ mod tests {
         });
         assert_eq!(a, s.choose(8, &more));
         assert_eq!(a.seen, 6);
-        assert!(a.how.starts_with("TPE on 6 trials"), "{}", a.how);
+        assert_eq!(
+            a.how,
+            "TPE on the 6 trials that completed: the best 1 against the other 5"
+        );
         // Another seed, another trial; the startup draw is the seed's and k's alone.
         let other = Search {
             seed: 8,
@@ -353,11 +406,63 @@ mod tests {
             values: vec![Value::from(1e-3), Value::from(unit)],
             level,
             value,
+            rungs: vec![(9, value)],
         };
+        // Fewer than d + 1 = 3 trials at any budget: the ranking decides.
         let seen = [at(0, "glu", 0, 0.1), at(1, "gelu", COMPLETED, 2.0)];
         let gelu = (2..40)
             .filter(|&k| s.choose(k, &seen).values[1].1 == "gelu")
             .count();
         assert!(gelu > 25, "gelu chosen {gelu} of 38 times");
+    }
+
+    #[test]
+    fn tpe_is_fitted_on_the_highest_budget_that_d_plus_one_trials_reached() {
+        // Two keys, so a budget needs 3 trials. One trial (swish) completed; three reached
+        // step 27, where gelu was best; the glu ones were best at step 9 and stopped there.
+        // TPE models step 27: gelu is the good unit (ranking by how far trials got alone
+        // would make it the completed swish trial).
+        let s = Search {
+            startup: 2,
+            lag: 0,
+            ..search(SearchMethod::Tpe)
+        };
+        let at = |trial, unit: &str, rungs: &[f64], completed: Option<f64>| Observation {
+            trial,
+            values: vec![Value::from(1e-3), Value::from(unit)],
+            level: completed.map_or(rungs.len() as u32 - 1, |_| COMPLETED),
+            value: completed.unwrap_or(*rungs.last().unwrap()),
+            rungs: rungs.iter().zip([9, 27]).map(|(&v, s)| (s, v)).collect(),
+        };
+        let seen = vec![
+            at(0, "glu", &[1.0], None),
+            at(1, "gelu", &[1.6, 1.2], None),
+            at(2, "glu", &[1.1], None),
+            at(3, "swish", &[1.7, 1.5], Some(1.4)),
+            at(4, "glu", &[1.2], None),
+            at(5, "gelu", &[1.65, 1.25], None),
+        ];
+        assert_eq!(
+            s.choose(8, &seen).how,
+            "TPE on 6 trials, the 3 that reached step 27 (a rung) first: the best 1 against \
+             the other 5"
+        );
+        let units = |seen: &[Observation]| {
+            (6..46)
+                .map(|k| s.choose(k, seen).values[1].1.clone())
+                .collect::<Vec<_>>()
+        };
+        let gelu = units(&seen).iter().filter(|u| *u == "gelu").count();
+        assert!(gelu > 20, "gelu chosen {gelu} of 40 times");
+        // Once three have completed, the final result is the budget.
+        let mut more = seen.clone();
+        more.push(at(6, "swish", &[1.9, 1.7], Some(1.1)));
+        more.push(at(7, "gelu", &[1.9, 1.6], Some(1.3)));
+        assert_eq!(
+            s.choose(9, &more).how,
+            "TPE on 8 trials, the 3 that completed first: the best 1 against the other 7"
+        );
+        let swish = units(&more).iter().filter(|u| *u == "swish").count();
+        assert!(swish > 20, "swish chosen {swish} of 40 times");
     }
 }

@@ -105,37 +105,64 @@ pub(super) fn record(
     Ok(())
 }
 
+/// How a trial ended, as the trials after it see it.
+struct Outcome {
+    level: u32,
+    value: f64,
+    rungs: Vec<(u64, f64)>,
+}
+
 /// How a trial's run ended, as the trials after it see it: `None` while it has not ended,
 /// `Some(None)` for a run that failed (seen as nothing).
-fn outcome(tx: &Transaction<'_>, search: &Search, run: i64) -> Result<Option<Option<(u32, f64)>>> {
+fn outcome(tx: &Transaction<'_>, search: &Search, run: i64) -> Result<Option<Option<Outcome>>> {
     let status: Option<String> = tx
         .query_row("SELECT status FROM runs WHERE id = ?1", [run], |r| r.get(0))
         .optional()?;
-    let last = |tx: &Transaction<'_>| -> Result<Option<f64>> {
+    // The search's metric at its last evaluation up to `step` (that of the rungs' decisions
+    // may be another metric, or smoothed).
+    let at = |tx: &Transaction<'_>, step: i64| -> Result<Option<f64>> {
         Ok(tx
             .query_row(
                 "SELECT m.value FROM metrics m JOIN metric_names n ON n.id = m.name_id
-                 WHERE m.run_id = ?1 AND n.name = ?2 ORDER BY m.step DESC LIMIT 1",
-                params![run, search.metric],
+                 WHERE m.run_id = ?1 AND n.name = ?2 AND m.step <= ?3
+                 ORDER BY m.step DESC LIMIT 1",
+                params![run, search.metric, step],
                 |r| r.get(0),
             )
             .optional()?)
     };
-    Ok(match status.as_deref().and_then(Status::parse) {
-        Some(Status::Completed) => Some(last(tx)?.map(|v| (COMPLETED, v))),
+    let level = match status.as_deref().and_then(Status::parse) {
+        Some(Status::Completed) => COMPLETED,
         Some(Status::Stopped) => {
             let passed: i64 = tx.query_row(
                 "SELECT count(*) FROM decisions WHERE run_id = ?1 AND action = 'promote'",
                 [run],
                 |r| r.get(0),
             )?;
-            // Its value where it stopped, in the search's metric (that of the rung may be
-            // another).
-            Some(last(tx)?.map(|v| (passed as u32, v)))
+            passed as u32
         }
-        Some(Status::Failed | Status::Cancelled) => Some(None),
-        _ => None,
-    })
+        Some(Status::Failed | Status::Cancelled) => return Ok(Some(None)),
+        _ => return Ok(None),
+    };
+    let Some(value) = at(tx, i64::MAX)? else {
+        return Ok(Some(None));
+    };
+    let steps: Vec<i64> = tx
+        .prepare("SELECT step FROM decisions WHERE run_id = ?1 ORDER BY rung")?
+        .query_map([run], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    let mut rungs = Vec::with_capacity(steps.len());
+    for step in steps {
+        match at(tx, step)? {
+            Some(v) => rungs.push((step as u64, v)),
+            None => break,
+        }
+    }
+    Ok(Some(Some(Outcome {
+        level,
+        value,
+        rungs,
+    })))
 }
 
 /// What later trials take from the first one: where and how it runs.
@@ -160,11 +187,12 @@ pub(super) fn advance(tx: &Transaction<'_>, experiment: i64) -> Result<usize> {
     let mut seen: Vec<Option<Option<Observation>>> = Vec::with_capacity(trials.len());
     for t in &trials {
         let o = outcome(tx, search, t.run)?.map(|o| {
-            o.map(|(level, value)| Observation {
+            o.map(|o| Observation {
                 trial: t.trial,
                 values: t.settings.iter().map(|(_, v)| v.clone()).collect(),
-                level,
-                value,
+                level: o.level,
+                value: o.value,
+                rungs: o.rungs,
             })
         });
         seen.push(o);

@@ -65,7 +65,10 @@ fn trials_are_the_same_with_one_worker_three_and_three_killed_at_random() {
     assert_eq!(trial_rows.len(), 14, "{expected_log}");
     assert!(
         trial_rows[3].contains("drawn at random (startup trial 4 of 4)")
-            && trial_rows[4].contains("TPE on 2 trials that ended"),
+            && trial_rows[4].contains(
+                "TPE on 2 trials that ended, ranked by how far they got (none reached by 3)"
+            )
+            && trial_rows[5].contains("TPE on the 3 trials that completed"),
         "{expected_log}"
     );
     assert!(

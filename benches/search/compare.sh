@@ -4,6 +4,7 @@
 # number of trials, without and with ASHA; each a store of its own under $OUT. Random search
 # draws with its own seed (seed + 100), as a second method would, not TPE's startup trials.
 # `analyse.py` compares them with the full grids of benches/early_stop/savings.sh (in $GRIDS).
+# METHODS (tpe random) and STOPS (none asha) pick the columns to run.
 #   XP=target/debug/xp JOBS=2 TRIALS=16 SEEDS="1 2 3 4 5" OUT=/tmp/search GRIDS=/tmp/savings \
 #     bash benches/search/compare.sh
 set -eu
@@ -16,11 +17,12 @@ GRIDS=${GRIDS:-bench-early-stop}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 METHODS=${METHODS:-tpe random}
+STOPS=${STOPS:-none asha}
 for s in $SEEDS; do
   for method in $METHODS; do
     seed=$s
     [ "$method" = random ] && seed=$((s + 100))
-    for stop in none asha; do
+    for stop in $STOPS; do
       name="$method-$stop-$s"
       m="$OUT/$name.toml"
       # The grid's settings without its axes, and the search over the same three keys.

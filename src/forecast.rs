@@ -627,7 +627,10 @@ pub fn shapes(plan: &Plan, limit: usize) -> Vec<RunSpec> {
 /// optimum on each numeric key (in log space for a log range; half the time beyond an end of
 /// the range, as a learning rate's best often is, where the objective only falls towards that
 /// end) and a random offset for each value of a choice, so that some regions are better and a
-/// search that learns finds them.
+/// search that learns finds them. A key that makes the model or its batch larger is a bowl
+/// whose optimum lies in the top quarter of its range or beyond: at a fixed number of steps a
+/// larger model or batch reaches a lower loss, so a search drifts to the slowest shapes, and a
+/// forecast that ignored it ran short (docs/benchmarks.md, "Forecasts").
 struct Objective {
     keys: Vec<(String, Term)>,
 }
@@ -657,14 +660,33 @@ impl Objective {
             .space
             .iter()
             .map(|(key, d)| {
-                let term = match d {
+                let mut term = match d {
                     D::Uniform(u) => bowl(u.uniform.0, u.uniform.1, false, rng),
                     D::LogUniform(u) => bowl(u.loguniform.0, u.loguniform.1, true, rng),
                     D::IntUniform(u) => bowl(u.randint.0 as f64, u.randint.1 as f64, false, rng),
                     D::Choice(c) => {
-                        Term::Offsets(c.choice.iter().map(|v| (v.clone(), normal(rng))).collect())
+                        let numbers: Vec<f64> =
+                            c.choice.iter().filter_map(|v| v.as_f64()).collect();
+                        let (low, high) = numbers
+                            .iter()
+                            .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+                        if SIZE_KEYS.contains(&key.as_str())
+                            && numbers.len() == c.choice.len()
+                            && low < high
+                        {
+                            bowl(low, high, false, rng)
+                        } else {
+                            Term::Offsets(
+                                c.choice.iter().map(|v| (v.clone(), normal(rng))).collect(),
+                            )
+                        }
                     }
                 };
+                if let (true, Term::Bowl { best, .. }) =
+                    (SIZE_KEYS.contains(&key.as_str()), &mut term)
+                {
+                    *best = rng.random_range(0.75..1.5);
+                }
                 (key.clone(), term)
             })
             .collect();
@@ -703,6 +725,16 @@ impl Objective {
         total
     }
 }
+
+/// Settings whose larger values make a larger model or batch.
+const SIZE_KEYS: [&str; 6] = [
+    "model.layers",
+    "model.dim",
+    "model.ffn.hidden_mult",
+    "model.block_size",
+    "train.batch_size",
+    "train.grad_accum",
+];
 
 /// The noise of a run's value at rung `k` around its quality: it shrinks as the run trains,
 /// so that later rungs agree more with how good the run is.
@@ -858,5 +890,49 @@ mod tests {
         assert!(f.p90 < full / 2.0, "{f:?} against {full}");
         // At least every run to the first rung, and the best to the end.
         assert!(f.steps >= 27 * 10 + 260, "{f:?}");
+    }
+
+    #[test]
+    fn drawn_objectives_favour_larger_models_and_leave_other_choices_to_chance() {
+        use crate::manifest::{Choice, Distribution, ObjectiveMode, SearchMethod};
+        let choice =
+            |values: Vec<serde_json::Value>| Distribution::Choice(Choice { choice: values });
+        let search = Search {
+            method: SearchMethod::Tpe,
+            trials: 10,
+            startup: 3,
+            seed: 1,
+            lag: 1,
+            metric: "val_loss".into(),
+            mode: ObjectiveMode::Min,
+            candidates: 24,
+            gamma: 0.1,
+            multivariate: true,
+            space: vec![
+                (
+                    "model.dim".into(),
+                    choice(vec![32.into(), 48.into(), 64.into()]),
+                ),
+                (
+                    "model.ffn.unit".into(),
+                    choice(vec!["glu".into(), "gelu".into()]),
+                ),
+            ],
+        };
+        let at = |f: &Objective, dim: u64, unit: &str| {
+            f.at(&[
+                ("model.dim".into(), dim.into()),
+                ("model.ffn.unit".into(), unit.into()),
+            ])
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (mut wider, mut glu) = (0, 0);
+        for _ in 0..200 {
+            let f = Objective::draw(&search, &mut rng);
+            wider += usize::from(at(&f, 64, "glu") < at(&f, 32, "glu"));
+            glu += usize::from(at(&f, 64, "glu") < at(&f, 64, "gelu"));
+        }
+        assert_eq!(wider, 200, "the widest model is better than the narrowest");
+        assert!((60..140).contains(&glu), "glu better in {glu} of 200 draws");
     }
 }

@@ -894,31 +894,19 @@ mod tests {
 
     #[test]
     fn drawn_objectives_favour_larger_models_and_leave_other_choices_to_chance() {
-        use crate::manifest::{Choice, Distribution, ObjectiveMode, SearchMethod};
+        use crate::manifest::{Choice, Distribution};
         let choice =
             |values: Vec<serde_json::Value>| Distribution::Choice(Choice { choice: values });
-        let search = Search {
-            method: SearchMethod::Tpe,
-            trials: 10,
-            startup: 3,
-            seed: 1,
-            lag: 1,
-            metric: "val_loss".into(),
-            mode: ObjectiveMode::Min,
-            candidates: 24,
-            gamma: 0.1,
-            multivariate: true,
-            space: vec![
-                (
-                    "model.dim".into(),
-                    choice(vec![32.into(), 48.into(), 64.into()]),
-                ),
-                (
-                    "model.ffn.unit".into(),
-                    choice(vec!["glu".into(), "gelu".into()]),
-                ),
-            ],
-        };
+        let search = Search::for_tests(vec![
+            (
+                "model.dim".into(),
+                choice(vec![32.into(), 48.into(), 64.into()]),
+            ),
+            (
+                "model.ffn.unit".into(),
+                choice(vec!["glu".into(), "gelu".into()]),
+            ),
+        ]);
         let at = |f: &Objective, dim: u64, unit: &str| {
             f.at(&[
                 ("model.dim".into(), dim.into()),

@@ -292,13 +292,12 @@ fn val(d: &Distribution, v: &Value) -> Option<Val> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manifest::{Choice, LogUniform};
-
-    fn search(method: SearchMethod) -> Search {
+impl Search {
+    /// A TPE search over `space` with Optuna's defaults, 20 trials (4 at random), lag 2, for
+    /// tests.
+    pub(crate) fn for_tests(space: Vec<(String, Distribution)>) -> Search {
         Search {
-            method,
+            method: SearchMethod::Tpe,
             trials: 20,
             startup: 4,
             seed: 7,
@@ -308,7 +307,20 @@ mod tests {
             candidates: 24,
             gamma: 0.1,
             multivariate: true,
-            space: vec![
+            space,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Choice, LogUniform};
+
+    fn search(method: SearchMethod) -> Search {
+        Search {
+            method,
+            ..Search::for_tests(vec![
                 (
                     "train.lr".into(),
                     Distribution::LogUniform(LogUniform {
@@ -321,7 +333,7 @@ mod tests {
                         choice: vec!["glu".into(), "swish".into(), "gelu".into()],
                     }),
                 ),
-            ],
+            ])
         }
     }
 

@@ -74,10 +74,7 @@ impl EarlyStop {
 
     /// Orders values best first.
     fn key(&self, value: f64) -> f64 {
-        match self.mode {
-            ObjectiveMode::Min => value,
-            ObjectiveMode::Max => -value,
-        }
+        self.mode.key(value)
     }
 
     /// A one-line description, for reports: `asha on val_loss (min), eta 3, rungs from 50`.
@@ -87,10 +84,7 @@ impl EarlyStop {
             StopMethod::Hyperband => format!("Hyperband ({} brackets)", self.brackets),
             StopMethod::Median => "median rule".to_string(),
         };
-        let mode = match self.mode {
-            ObjectiveMode::Min => "lower is better",
-            ObjectiveMode::Max => "higher is better",
-        };
+        let mode = self.mode.better();
         format!(
             "{method} on {} ({mode}), eta {}, first rung at step {}, min_peers {}",
             self.metric, self.eta, self.min_steps, self.min_peers
@@ -429,10 +423,9 @@ impl Rung<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(method: StopMethod) -> EarlyStop {
+impl EarlyStop {
+    /// `method` on val_loss (min) from step 10, eta 3, one bracket, no smoothing, for tests.
+    pub(crate) fn for_tests(method: StopMethod) -> EarlyStop {
         EarlyStop {
             method,
             metric: "val_loss".into(),
@@ -446,6 +439,11 @@ mod tests {
             on_arrival: false,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn entrant(run: i64, values: &[Option<f64>]) -> Entrant {
         Entrant {
@@ -466,7 +464,7 @@ mod tests {
 
     #[test]
     fn rungs_are_integer_powers_below_the_last_step() {
-        let c = config(StopMethod::Asha);
+        let c = EarlyStop::for_tests(StopMethod::Asha);
         assert_eq!(c.rungs(0, 270), [10, 30, 90]);
         assert_eq!(c.rungs(0, 271), [10, 30, 90, 270]);
         assert_eq!(c.rungs(1, 270), [30, 90]);
@@ -474,12 +472,12 @@ mod tests {
         // log(243, 3) is 4.999… in floats; the integer rungs keep 81 below 243.
         let c = EarlyStop {
             min_steps: 1,
-            ..config(StopMethod::Asha)
+            ..EarlyStop::for_tests(StopMethod::Asha)
         };
         assert_eq!(c.rungs(0, 243), [1, 3, 9, 27, 81]);
         let huge = EarlyStop {
             min_steps: u64::MAX / 2,
-            ..config(StopMethod::Asha)
+            ..EarlyStop::for_tests(StopMethod::Asha)
         };
         assert_eq!(huge.rungs(0, u64::MAX), [u64::MAX / 2]);
     }
@@ -490,7 +488,7 @@ mod tests {
         let c = EarlyStop {
             on_arrival: true,
             min_peers: 2,
-            ..config(StopMethod::Asha)
+            ..EarlyStop::for_tests(StopMethod::Asha)
         };
         let values = [3.0, 2.0, 2.5, 1.0, 4.0, 1.5];
         let entrants: Vec<Entrant> = values
@@ -525,7 +523,7 @@ mod tests {
 
     #[test]
     fn asha_promotes_the_top_third_of_each_prefix_and_stops_the_rest_once_complete() {
-        let c = config(StopMethod::Asha);
+        let c = EarlyStop::for_tests(StopMethod::Asha);
         let values = [3.0, 2.0, 1.0, 4.0, 5.0, 0.5];
         let mut entrants: Vec<Entrant> = (0..6)
             .map(|i| entrant(i as i64 + 1, &[None, None]))
@@ -566,7 +564,7 @@ mod tests {
 
     #[test]
     fn a_failed_run_holds_nothing_and_the_best_goes_on_when_a_third_rounds_to_none() {
-        let c = config(StopMethod::Asha);
+        let c = EarlyStop::for_tests(StopMethod::Asha);
         let mut entrants = vec![
             entrant(1, &[Some(2.0)]),
             entrant(2, &[None]),
@@ -580,7 +578,7 @@ mod tests {
 
     #[test]
     fn the_next_rung_takes_runs_in_the_order_they_were_promoted() {
-        let c = config(StopMethod::Asha);
+        let c = EarlyStop::for_tests(StopMethod::Asha);
         // Nine runs; rung 0 promotes 3 (in prefix order 2, then 5, then 9), rung 1 keeps 1.
         let v0 = [5.0, 1.0, 6.0, 7.0, 0.5, 8.0, 9.0, 9.5, 0.1];
         let mut entrants: Vec<Entrant> = (0..9)
@@ -613,7 +611,7 @@ mod tests {
     fn the_median_rule_compares_each_run_with_those_before_it() {
         let c = EarlyStop {
             min_peers: 2,
-            ..config(StopMethod::Median)
+            ..EarlyStop::for_tests(StopMethod::Median)
         };
         let entrants: Vec<Entrant> = [3.0, 1.0, 2.5, 2.0, 4.0]
             .iter()
@@ -642,7 +640,7 @@ mod tests {
         let c = EarlyStop {
             brackets: 2,
             mode: ObjectiveMode::Max,
-            ..config(StopMethod::Hyperband)
+            ..EarlyStop::for_tests(StopMethod::Hyperband)
         };
         assert_eq!(
             (c.bracket_of(0), c.bracket_of(1), c.bracket_of(2)),

@@ -112,6 +112,15 @@ impl Speeds {
                 (s.start, end)
             })
             .collect();
+        // How many samples' stretches covered the middle of each one's.
+        let at_once: Vec<u32> = spans
+            .iter()
+            .map(|&(a, b)| {
+                let mid = a + (b - a) / 2;
+                let n = spans.iter().filter(|(x, y)| *x <= mid && mid <= *y).count();
+                n.max(1) as u32
+            })
+            .collect();
         // A process's first run of a shape is cold (samples are oldest first); a sample whose
         // process is unknown counts as warm.
         let mut seen: std::collections::HashSet<(String, Option<i64>)> = Default::default();
@@ -126,16 +135,14 @@ impl Speeds {
             .map(|(s, _)| s.shape.as_str())
             .collect();
         let mut speeds = Speeds::default();
-        for ((s, &(a, b)), &is_cold) in samples.iter().zip(&spans).zip(&cold) {
-            let mid = a + (b - a) / 2;
-            let at_once = spans.iter().filter(|(x, y)| *x <= mid && mid <= *y).count() as u32;
+        for ((s, &at_once), &is_cold) in samples.iter().zip(&at_once).zip(&cold) {
             let per_step = s.trainer_s / s.steps.max(1) as f64;
             if !is_cold || !warm_shapes.contains(s.shape.as_str()) {
                 speeds
                     .steps
                     .entry(s.shape.clone())
                     .or_default()
-                    .entry(at_once.max(1))
+                    .entry(at_once)
                     .or_default()
                     .push(per_step);
             }
@@ -148,14 +155,12 @@ impl Speeds {
         // disk keep for every later process (measured on an H200: 62 s against 2 s warm for
         // a 100-step run; a later process's first run, under 1 s more).
         let mut first_here: std::collections::HashSet<&str> = Default::default();
-        for ((s, &(a, b)), &is_cold) in samples.iter().zip(&spans).zip(&cold) {
+        for ((s, &at_once), &is_cold) in samples.iter().zip(&at_once).zip(&cold) {
             let first = first_here.insert(s.shape.as_str());
             if !is_cold || first || !warm_shapes.contains(s.shape.as_str()) {
                 continue;
             }
-            let mid = a + (b - a) / 2;
-            let at_once = spans.iter().filter(|(x, y)| *x <= mid && mid <= *y).count() as u32;
-            let Some(warm) = speeds.get(&s.shape, at_once.max(1)) else {
+            let Some(warm) = speeds.get(&s.shape, at_once) else {
                 continue;
             };
             let took = s.wall_s.unwrap_or(s.trainer_s + warm.start_s);
@@ -267,17 +272,25 @@ pub const SIMULATIONS: usize = 200;
 /// The forecast of `runs` (the plan's) with `jobs` workers at `speeds`; `None` if a run's
 /// shape has no speed.
 pub fn forecast(runs: &[Work], rules: &Rules<'_>, speeds: &Speeds, jobs: u32) -> Option<Forecast> {
-    let speed_of = |w: &Work| speeds.get(&w.shape, jobs);
+    // Each shape's speed worked out once (medians of every sample), not once per simulated
+    // run.
+    let known: std::cell::RefCell<HashMap<String, Option<Speed>>> = Default::default();
+    let speed_of = |shape: &str| -> Option<Speed> {
+        *known
+            .borrow_mut()
+            .entry(shape.to_string())
+            .or_insert_with(|| speeds.get(shape, jobs))
+    };
     let per_run: Vec<Option<f64>> = runs
         .iter()
-        .map(|w| speed_of(w).map(|s| s.start_s + w.steps as f64 * s.step_s))
+        .map(|w| speed_of(&w.shape).map(|s| s.start_s + w.steps as f64 * s.step_s))
         .collect();
     let random = rules.early_stop.is_some() || rules.search.is_some();
     let n = if random { SIMULATIONS } else { 1 };
     let mut walls = Vec::with_capacity(n);
     let mut steps = Vec::with_capacity(n);
     for i in 0..n {
-        let (wall, trained) = simulate(runs, rules, speeds, jobs, i as u64)?;
+        let (wall, trained) = simulate(runs, rules, &speed_of, jobs, i as u64)?;
         walls.push(wall);
         steps.push(trained as f64);
     }
@@ -311,7 +324,7 @@ struct Sim {
 fn simulate(
     plan: &[Work],
     rules: &Rules<'_>,
-    speeds: &Speeds,
+    speed_of: &dyn Fn(&str) -> Option<Speed>,
     jobs: u32,
     seed: u64,
 ) -> Option<(f64, u64)> {
@@ -328,7 +341,7 @@ fn simulate(
                work: Work,
                rng: &mut ChaCha8Rng|
      -> Option<()> {
-        let speed = speeds.get(&work.shape, jobs)?;
+        let speed = speed_of(&work.shape)?;
         let quality = match &objective {
             Some(f) => f.at(&work.settings) + SEED_NOISE * normal(rng),
             None => normal(rng),
@@ -862,18 +875,7 @@ mod tests {
     #[test]
     fn early_stopping_forecasts_a_range_below_the_full_sweep() {
         let speeds = Speeds::fit(&[sample("a", 100, 10.0, 0)]);
-        let config = EarlyStop {
-            method: crate::early_stop::StopMethod::Asha,
-            metric: "val_loss".into(),
-            mode: crate::early_stop::ObjectiveMode::Min,
-            min_steps: 10,
-            eta: 3,
-            brackets: 1,
-            smooth: 1,
-            min_peers: 1,
-            seed: 0,
-            on_arrival: false,
-        };
+        let config = EarlyStop::for_tests(crate::early_stop::StopMethod::Asha);
         let runs: Vec<Work> = (0..27)
             .map(|i| Work {
                 rungs: config.rungs(0, 270),

@@ -119,15 +119,20 @@ impl Search {
             let (observed, on) = self.model_data(&usable);
             let settings = tpe::Settings {
                 candidates: self.candidates as usize,
-                prior_weight: 1.0,
                 multivariate: self.multivariate,
                 gamma: self.gamma,
+                ..tpe::Settings::default()
             };
-            let below = ((self.gamma * observed.len() as f64).ceil() as usize).clamp(1, 25);
-            let how = format!(
-                "TPE on {on}: the best {below} against the other {}",
-                observed.len().saturating_sub(below)
-            );
+            // `suggest` draws from the prior below 2 results: the log says so.
+            let below = tpe::n_below(self.gamma, observed.len());
+            let how = if observed.len() < 2 {
+                format!("drawn at random (TPE on {on}: fewer than 2 to model)")
+            } else {
+                format!(
+                    "TPE on {on}: the best {below} against the other {}",
+                    observed.len() - below
+                )
+            };
             (tpe::suggest(&dims, &observed, &settings, &mut rng), how)
         };
         let values = self
@@ -218,10 +223,7 @@ impl Search {
 
     /// Orders values best first.
     pub fn key(&self, value: f64) -> f64 {
-        match self.mode {
-            ObjectiveMode::Min => value,
-            ObjectiveMode::Max => -value,
-        }
+        self.mode.key(value)
     }
 
     /// One line for reports: `TPE over train.lr, model.dim: 40 trials (10 at random), lag 3`.

@@ -64,6 +64,13 @@ impl Default for Settings {
 
 /// Optuna's `default_gamma` caps the good group, so that l(x) stays sharp in long searches.
 const MAX_BELOW: usize = 25;
+
+/// How many of `n` results count as good: Optuna's `ceil(gamma · n)`, at least 1, at most 25.
+pub fn n_below(gamma: f64, n: usize) -> usize {
+    ((gamma * n as f64).ceil() as usize)
+        .clamp(1, MAX_BELOW)
+        .min(n)
+}
 /// Optuna's `default_weights`: the newest 25 observations of a group weigh fully.
 const FLAT_WEIGHTS: usize = 25;
 /// Optuna's `SIGMA0_MAGNITUDE` of the multivariate bandwidth.
@@ -136,9 +143,7 @@ pub fn suggest(
         let (a, b) = (usable[i].1, usable[j].1);
         a.partial_cmp(&b).unwrap_or(Ordering::Equal)
     });
-    let n_below = ((settings.gamma * n as f64).ceil() as usize)
-        .clamp(1, MAX_BELOW)
-        .min(n);
+    let n_below = n_below(settings.gamma, n);
     let group = |indices: &[usize]| {
         let mut indices = indices.to_vec();
         indices.sort_unstable();

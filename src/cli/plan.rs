@@ -9,6 +9,7 @@ use super::{Context, Result, exit};
 use crate::count::Count;
 use crate::forecast::{self, Forecast, Speeds};
 use crate::manifest::layers;
+use crate::report::status;
 use crate::sweep::{self, Plan, RunSpec};
 
 #[derive(Debug, clap::Args)]
@@ -32,22 +33,15 @@ pub struct Args {
     measure: bool,
 }
 
-/// Where `--measure` keeps its probe runs: a store in the cache folder, shared by every
-/// manifest, so that a shape is measured once per machine and number of runs at once.
-fn probe_store() -> PathBuf {
-    crate::data::cache_dir().join("probes.db")
-}
-
 /// Speeds on this machine: from the store's runs and the probes' (what is missing of a
 /// shape's is measured first with `measure`).
 fn speeds(plan: &Plan, ctx: &Context, jobs: u32, measure: bool) -> Result<Speeds> {
-    let host = crate::exec::provenance::host().unwrap_or_default();
-    let mut own = Speeds::default();
-    if ctx.db.exists() {
-        let store = ctx.open_existing_store()?;
-        own = Speeds::fit(&store.speed_samples(&host)?);
-    }
-    let probes = probe_store();
+    let own = if ctx.db.exists() {
+        status::own_speeds(&ctx.open_existing_store()?)?
+    } else {
+        Speeds::default()
+    };
+    let probes = status::probe_store();
     if !probes.exists() && !measure {
         return Ok(own);
     }
@@ -60,12 +54,7 @@ fn speeds(plan: &Plan, ctx: &Context, jobs: u32, measure: bool) -> Result<Speeds
         })?;
     }
     let mut store = crate::store::Store::open(&probes)?;
-    let with_probes = |store: &crate::store::Store| -> Result<Speeds> {
-        let mut speeds = own.clone();
-        speeds.merge(Speeds::fit(&store.speed_samples(&host)?));
-        Ok(speeds)
-    };
-    let speeds = with_probes(&store)?;
+    let speeds = status::with_probes(&own, &store, Some(&ctx.db))?;
     if !measure {
         return Ok(speeds);
     }
@@ -77,7 +66,7 @@ fn speeds(plan: &Plan, ctx: &Context, jobs: u32, measure: bool) -> Result<Speeds
         return Ok(speeds);
     }
     probe(&mut store, &probes, plan, &missing, jobs)?;
-    with_probes(&store)
+    Ok(status::with_probes(&own, &store, Some(&ctx.db))?)
 }
 
 /// Trains short runs of each shape, `jobs` at once, in the probe store: one evaluation interval
@@ -323,7 +312,12 @@ pub fn run(args: Args, ctx: &Context) -> Result<u8> {
     let (_, _, plan) = load_and_plan(&args.manifest, &args.sets)?;
     let jobs = args.jobs.unwrap_or(plan.executor().jobs.max(1));
     let speeds = speeds(&plan, ctx, jobs, args.measure)?;
-    let forecast = forecast::of_plan(&plan, &speeds, jobs);
+    // JSON writes the plan alone: no simulations for it.
+    let forecast = if matches!(args.format, Format::Json) {
+        None
+    } else {
+        forecast::of_plan(&plan, &speeds, jobs)
+    };
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
     match args.format {

@@ -679,6 +679,24 @@ pub enum ObjectiveMode {
     Max,
 }
 
+impl ObjectiveMode {
+    /// `value` as a key that orders values best first.
+    pub fn key(self, value: f64) -> f64 {
+        match self {
+            ObjectiveMode::Min => value,
+            ObjectiveMode::Max => -value,
+        }
+    }
+
+    /// Which way is better, for reports.
+    pub fn better(self) -> &'static str {
+        match self {
+            ObjectiveMode::Min => "lower is better",
+            ObjectiveMode::Max => "higher is better",
+        }
+    }
+}
+
 /// The values of one axis: a list, or sugar that expands to one.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(untagged)]

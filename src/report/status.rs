@@ -122,16 +122,40 @@ fn remaining(
     }))
 }
 
-/// The speeds measured on this machine: its runs in `store`, and `xp plan --measure`'s probes.
-pub fn speeds(store: &Store) -> store::Result<Speeds> {
+/// Where `xp plan --measure` keeps its probe runs: a store in the cache folder, shared by every
+/// manifest, so that a shape is measured once per machine and number of runs at once.
+pub fn probe_store() -> std::path::PathBuf {
+    crate::data::cache_dir().join("probes.db")
+}
+
+/// The speeds this machine's runs in `store` show.
+pub fn own_speeds(store: &Store) -> store::Result<Speeds> {
     let host = crate::exec::provenance::host().unwrap_or_default();
-    let mut speeds = Speeds::fit(&store.speed_samples(&host)?);
-    let probes = crate::data::cache_dir().join("probes.db");
-    if probes.exists() && probes != store.path() {
-        let probe = Store::open_existing(&probes)?;
-        speeds.merge(Speeds::fit(&probe.speed_samples(&host)?));
+    Ok(Speeds::fit(&store.speed_samples(&host)?))
+}
+
+/// `own` with the speeds of this machine's probes in `probes` added, unless `probes` is the
+/// store `own` came from (`own_path`), whose runs `own` already counts.
+pub fn with_probes(
+    own: &Speeds,
+    probes: &Store,
+    own_path: Option<&std::path::Path>,
+) -> store::Result<Speeds> {
+    let mut speeds = own.clone();
+    if own_path != Some(probes.path()) {
+        speeds.merge(own_speeds(probes)?);
     }
     Ok(speeds)
+}
+
+/// The speeds measured on this machine: its runs in `store`, and `xp plan --measure`'s probes.
+pub fn speeds(store: &Store) -> store::Result<Speeds> {
+    let own = own_speeds(store)?;
+    let probes = probe_store();
+    if !probes.exists() {
+        return Ok(own);
+    }
+    with_probes(&own, &Store::open_existing(&probes)?, Some(store.path()))
 }
 
 /// The time an experiment has left by the forecast's model: its runs from where each stands,

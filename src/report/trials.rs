@@ -5,7 +5,6 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::search::ObjectiveMode;
 use crate::store::{self, Status, Store};
 
 /// One trial.
@@ -44,10 +43,22 @@ pub fn trials(store: &Store, experiment: &str) -> store::Result<Option<Trials>> 
     let Some((search, log)) = store.trials(experiment)? else {
         return Ok(None);
     };
+    // The experiment's runs in one read, not one per trial.
+    let mut runs: std::collections::HashMap<i64, store::RunRecord> = store
+        .runs(&store::RunFilter {
+            experiment: Some(experiment.to_string()),
+            ..Default::default()
+        })?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
     let mut rows = Vec::with_capacity(log.len());
     let mut best: Option<(u64, f64)> = None;
     for t in log {
-        let run = store.run_by_id(t.run)?;
+        let run = match runs.remove(&t.run) {
+            Some(run) => run,
+            None => store.run_by_id(t.run)?,
+        };
         let latest = store.latest_metric(t.run, &search.metric)?;
         let status = run.status();
         let value = latest.map(|(_, v)| v);
@@ -71,14 +82,7 @@ pub fn trials(store: &Store, experiment: &str) -> store::Result<Option<Trials>> 
     Ok(Some(Trials {
         experiment: experiment.to_string(),
         method: search.describe(),
-        metric: format!(
-            "{} ({})",
-            search.metric,
-            match search.mode {
-                ObjectiveMode::Min => "lower is better",
-                ObjectiveMode::Max => "higher is better",
-            }
-        ),
+        metric: format!("{} ({})", search.metric, search.mode.better()),
         planned: search.trials,
         rows,
         best: best.map(|(t, _)| t),

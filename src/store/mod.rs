@@ -176,7 +176,6 @@ pub struct Store {
     path: PathBuf,
 }
 
-/// The current time as the store records it (RFC 3339, milliseconds, UTC).
 /// The id of the experiment named `name`, if there is one.
 pub(crate) fn experiment_id(conn: &Connection, name: &str) -> Result<Option<i64>> {
     use rusqlite::OptionalExtension;
@@ -187,6 +186,7 @@ pub(crate) fn experiment_id(conn: &Connection, name: &str) -> Result<Option<i64>
         .optional()?)
 }
 
+/// The current time as the store records it (RFC 3339, milliseconds, UTC).
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

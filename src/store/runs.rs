@@ -332,17 +332,23 @@ impl Store {
             }
             h.finalize().to_hex().to_string()
         });
-        let (was, was_search): (Option<String>, Option<String>) = tx.query_row(
-            "SELECT early_stop, search FROM experiments WHERE id = ?1",
-            [experiment_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let describe = |text: &Option<String>| {
+        let (was, was_search, was_trials): (Option<String>, Option<String>, Option<String>) = tx
+            .query_row(
+                "SELECT early_stop, search, trials FROM experiments WHERE id = ?1",
+                [experiment_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+        // What the store ran (its search as stored) and what the manifest asks for now.
+        let was_search_settings = was_trials
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<super::trials::Stored>(t).ok())
+            .map(|s| s.search);
+        let describe = |text: &Option<String>, search: Option<&crate::search::Search>| {
             let stop = text
                 .as_deref()
                 .and_then(|t| serde_json::from_str::<crate::early_stop::EarlyStop>(t).ok())
                 .map_or("no early stopping".to_string(), |e| e.describe());
-            match &plan.search {
+            match search {
                 Some(s) => format!("{}; {stop}", s.describe()),
                 None => stop,
             }
@@ -364,7 +370,10 @@ impl Store {
                     now: now_steps as u64,
                 });
             }
-            let (was, now) = (describe(&was), describe(&early_stop));
+            let (was, now) = (
+                describe(&was, was_search_settings.as_ref()),
+                describe(&early_stop, plan.search.as_ref()),
+            );
             return Err(Error::SearchChanged {
                 experiment: plan.experiment.name.clone(),
                 change: if was == now {
@@ -386,7 +395,7 @@ impl Store {
                     change: format!(
                         "{} run(s) that do not stop early; the manifest now asks for {}",
                         runs,
-                        describe(&early_stop)
+                        describe(&early_stop, plan.search.as_ref())
                     ),
                 });
             }

@@ -4,6 +4,7 @@
 
 use rusqlite::params;
 
+use super::state::Status;
 use super::{Result, Store};
 use crate::forecast::Sample;
 use crate::sweep::RunSpec;
@@ -35,6 +36,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (spec, status, step, started, finished, trainer_s, pid, attempts) = row?;
+            let completed = Status::parse(&status) == Some(Status::Completed);
             // A spec this xp cannot read says nothing about speed here.
             let Ok(spec) = serde_json::from_str::<RunSpec>(&spec) else {
                 continue;
@@ -62,7 +64,7 @@ impl Store {
             // A paused or stopped run's end is when a decision ended it, after it trained: its
             // stretch ends when its trainer did.
             let end_ms = end.map(|e| e.timestamp_millis()).map(|e| {
-                if whole && status != "completed" {
+                if whole && !completed {
                     start.timestamp_millis() + (trainer_s * 1e3) as i64
                 } else {
                     e
@@ -75,7 +77,7 @@ impl Store {
                 // Only a run that ended when its one stretch did tells its start-up cost (a
                 // paused run ends when a decision stops it, later).
                 wall_s: end
-                    .filter(|_| whole && status == "completed")
+                    .filter(|_| whole && completed)
                     .map(|e| (e - start).num_milliseconds() as f64 / 1e3),
                 // A later stretch ran just before its end.
                 start: if whole {

@@ -34,7 +34,6 @@ pub struct Trial {
     pub how: String,
     /// The values it was given, by key.
     pub settings: Vec<(String, Value)>,
-    pub decided_at: String,
 }
 
 fn parse_stored(text: &str, experiment: &str) -> Result<Stored> {
@@ -62,7 +61,7 @@ fn stored(tx: &rusqlite::Connection, experiment: i64) -> Result<Option<Stored>> 
 
 fn log(conn: &rusqlite::Connection, experiment: i64) -> Result<Vec<Trial>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT trial, run_id, seen, how, settings, decided_at FROM trials
+        "SELECT trial, run_id, seen, how, settings FROM trials
          WHERE experiment_id = ?1 ORDER BY trial",
     )?;
     let rows = stmt.query_map([experiment], |r| {
@@ -73,7 +72,6 @@ fn log(conn: &rusqlite::Connection, experiment: i64) -> Result<Vec<Trial>> {
             seen: r.get::<_, i64>(2)?.max(0) as u64,
             how: r.get(3)?,
             settings: serde_json::from_str(&settings).unwrap_or_default(),
-            decided_at: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -112,9 +110,9 @@ struct Outcome {
     rungs: Vec<(u64, f64)>,
 }
 
-/// How a trial's run ended, as the trials after it see it: `None` while it has not ended,
-/// `Some(None)` for a run that failed (seen as nothing).
-fn outcome(tx: &Transaction<'_>, search: &Search, run: i64) -> Result<Option<Option<Outcome>>> {
+/// How an ended trial's run ended, as the trials after it see it: `None` for a run that failed
+/// (seen as nothing).
+fn outcome(tx: &Transaction<'_>, search: &Search, run: i64) -> Result<Option<Outcome>> {
     let status: Option<String> = tx
         .query_row("SELECT status FROM runs WHERE id = ?1", [run], |r| r.get(0))
         .optional()?;
@@ -141,11 +139,10 @@ fn outcome(tx: &Transaction<'_>, search: &Search, run: i64) -> Result<Option<Opt
             )?;
             passed as u32
         }
-        Some(Status::Failed | Status::Cancelled) => return Ok(Some(None)),
         _ => return Ok(None),
     };
     let Some(value) = at(tx, i64::MAX)? else {
-        return Ok(Some(None));
+        return Ok(None);
     };
     let steps: Vec<i64> = tx
         .prepare("SELECT step FROM decisions WHERE run_id = ?1 ORDER BY rung")?
@@ -158,11 +155,11 @@ fn outcome(tx: &Transaction<'_>, search: &Search, run: i64) -> Result<Option<Opt
             None => break,
         }
     }
-    Ok(Some(Some(Outcome {
+    Ok(Some(Outcome {
         level,
         value,
         rungs,
-    })))
+    }))
 }
 
 /// What later trials take from the first one: where and how it runs.
@@ -183,20 +180,29 @@ pub(super) fn advance(tx: &Transaction<'_>, experiment: i64) -> Result<usize> {
     };
     let search = &stored.search;
     let mut trials = log(tx, experiment)?;
-    // Each ended trial's observation, once known (`None`: not ended; `Some(None)`: failed).
-    let mut seen: Vec<Option<Option<Observation>>> = Vec::with_capacity(trials.len());
-    for t in &trials {
-        let o = outcome(tx, search, t.run)?.map(|o| {
-            o.map(|o| Observation {
-                trial: t.trial,
-                values: t.settings.iter().map(|(_, v)| v.clone()).collect(),
-                level: o.level,
-                value: o.value,
-                rungs: o.rungs,
-            })
-        });
-        seen.push(o);
+    // Whether each trial has ended, from one query: most ends let no new trial be chosen, and
+    // this runs in the transaction that records every end.
+    let mut ended: Vec<bool> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT r.status FROM trials t JOIN runs r ON r.id = t.run_id
+             WHERE t.experiment_id = ?1 ORDER BY t.trial",
+        )?;
+        let rows = stmt.query_map([experiment], |r| r.get::<_, String>(0))?;
+        rows.map(|status| {
+            Ok(matches!(
+                Status::parse(&status?),
+                Some(Status::Completed | Status::Stopped | Status::Failed | Status::Cancelled)
+            ))
+        })
+        .collect::<Result<_>>()?
+    };
+    if !search.ready(trials.len() as u64, |j| {
+        ended.get(j as usize) == Some(&true)
+    }) {
+        return Ok(0);
     }
+    // Each seen trial's observation, read once (`None` inside: it failed).
+    let mut seen: Vec<Option<Observation>> = Vec::new();
     let (manifest_path, manifest_digest): (String, String) = tx.query_row(
         "SELECT manifest_path, manifest_digest FROM experiments WHERE id = ?1",
         [experiment],
@@ -234,14 +240,20 @@ pub(super) fn advance(tx: &Transaction<'_>, experiment: i64) -> Result<usize> {
     let mut made = 0;
     loop {
         let k = trials.len() as u64;
-        if !search.ready(k, |j| seen.get(j as usize).is_some_and(Option::is_some)) {
+        if !search.ready(k, |j| ended.get(j as usize) == Some(&true)) {
             break;
         }
-        let observed: Vec<Observation> = seen
-            .iter()
-            .take(search.visible(k) as usize)
-            .filter_map(|o| o.clone().flatten())
-            .collect();
+        for t in &trials[seen.len()..search.visible(k) as usize] {
+            let o = outcome(tx, search, t.run)?.map(|o| Observation {
+                trial: t.trial,
+                values: t.settings.iter().map(|(_, v)| v.clone()).collect(),
+                level: o.level,
+                value: o.value,
+                rungs: o.rungs,
+            });
+            seen.push(o);
+        }
+        let observed: Vec<Observation> = seen.iter().flatten().cloned().collect();
         let chosen = search.choose(k, &observed);
         let spec = crate::sweep::searching::trial_spec(
             &stored.first,
@@ -331,14 +343,13 @@ pub(super) fn advance(tx: &Transaction<'_>, experiment: i64) -> Result<usize> {
             &chosen.how,
             &chosen.values,
         )?;
-        seen.push(if spec.is_err() { Some(None) } else { None });
+        ended.push(spec.is_err());
         trials.push(Trial {
             trial: k,
             run,
             seen: chosen.seen,
             how: chosen.how,
             settings: chosen.values,
-            decided_at: stamp,
         });
         made += 1;
     }
@@ -380,11 +391,19 @@ impl Store {
         Ok(Some((stored.search, log(&self.conn, id)?)))
     }
 
-    /// Whether an experiment runs a search that has trials still to choose.
+    /// Whether an experiment runs a search that has trials still to choose (asked by idle
+    /// workers every 200 ms: one query, no parsing of the search).
     pub fn choosing(&self, experiment: &str) -> Result<bool> {
-        Ok(match self.trials(experiment)? {
-            Some((search, trials)) => (trials.len() as u64) < search.trials,
-            None => false,
-        })
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM trials t WHERE t.experiment_id = e.id)
+                        < json_extract(e.trials, '$.search.trials')
+                 FROM experiments e WHERE e.name = ?1 AND e.trials IS NOT NULL",
+                [experiment],
+                |r| r.get::<_, bool>(0),
+            )
+            .optional()?
+            .unwrap_or(false))
     }
 }

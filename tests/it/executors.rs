@@ -192,6 +192,28 @@ fn wait_for(db: &Path, condition: &str) {
     }
 }
 
+/// Trains `manifest` here (`here.db` in `dir`: the reference), then submits it to Slurm
+/// (`runs.db`, with `shared/` as the executor's folder); returns both stores, the folder and
+/// the submission's output.
+fn here_then_on_slurm(
+    dir: &Path,
+    manifest: &Path,
+    sets: &[&str],
+) -> (PathBuf, PathBuf, PathBuf, CommandOutput) {
+    let here = dir.join("here.db");
+    output(xp(&here).arg("run").arg(manifest).args(sets)).success();
+    let (db, shared) = (dir.join("runs.db"), dir.join("shared"));
+    let run = output(
+        xp(&db)
+            .arg("run")
+            .arg(manifest)
+            .args(slurm_sets(&shared))
+            .args(sets),
+    )
+    .success();
+    (here, db, shared, run)
+}
+
 fn slurm_sets(shared: &Path) -> Vec<String> {
     [
         "--executor".to_string(),
@@ -476,18 +498,7 @@ fn an_early_stopped_sweep_on_slurm_pauses_in_journals_and_sync_submits_what_is_p
         "train.checkpoint_every=0",
     ];
     // The same search trained here, for its decisions.
-    let here = dir.path().join("here.db");
-    output(xp(&here).arg("run").arg(&manifest).args(sets)).success();
-    let db = dir.path().join("runs.db");
-    let shared = dir.path().join("shared");
-    let run = output(
-        xp(&db)
-            .arg("run")
-            .arg(&manifest)
-            .args(slurm_sets(&shared))
-            .args(sets),
-    )
-    .success();
+    let (here, db, shared, run) = here_then_on_slurm(dir.path(), &manifest, &sets);
     assert!(run.stdout.contains("3 runs submitted to Slurm"), "{run}");
     // Rungs at steps 10 and 30 of 40: each task pauses into its journal; each sync takes the
     // decisions and submits the promoted run again, until one completes and two are stopped.
@@ -572,18 +583,7 @@ fn a_search_on_slurm_chooses_its_trials_as_journals_are_merged_and_sync_submits_
     );
     let sets = ["--set", "train.steps=10", "--set", "train.eval_every=5"];
     // The same search trained here, for its trials.
-    let here = dir.path().join("here.db");
-    output(xp(&here).arg("run").arg(&manifest).args(sets)).success();
-    let db = dir.path().join("runs.db");
-    let shared = dir.path().join("shared");
-    let run = output(
-        xp(&db)
-            .arg("run")
-            .arg(&manifest)
-            .args(slurm_sets(&shared))
-            .args(sets),
-    )
-    .success();
+    let (here, db, _, run) = here_then_on_slurm(dir.path(), &manifest, &sets);
     assert!(run.stdout.contains("2 runs submitted to Slurm"), "{run}");
     // With lag 0 each later trial waits for every one before it: each sync that merges the
     // last one's journal chooses the next, and submits it.
